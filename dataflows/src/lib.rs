@@ -1,0 +1,1 @@
+//! shopdiff-dataflows

@@ -1,0 +1,1 @@
+//! Incremental global rank / ntile (being written).

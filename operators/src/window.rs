@@ -1,0 +1,1 @@
+//! Trailing sliding windows (being written).
