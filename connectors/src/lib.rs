@@ -1,4 +1,14 @@
 //! shopdiff's connectors: sources and sinks. They never touch timely: sources yield batches of
 //! `(record, time, diff)` with a resumable position, sinks take view rows.
 
+pub mod files;
 pub mod generator;
+pub mod ingest;
+pub mod parquet;
+pub mod replay;
+pub mod source;
+pub mod tables;
+
+pub use ingest::{Ingest, Stream, TimeConfig};
+pub use replay::{Replay, ReplayOptions, ReplayStats};
+pub use source::Batch;

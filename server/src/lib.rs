@@ -1,1 +1,9 @@
-//! shopdiff-server
+//! shopdiff's runtime and binary: timely workers, the views' dataflows, view stores, and the
+//! `shopdiff` command line. The only crate that sees all the others.
+
+pub mod cli;
+pub mod runtime;
+pub mod store;
+
+pub use runtime::{Engine, EngineConfig};
+pub use store::{AnyView, Stores};

@@ -1,1 +1,5 @@
-fn main() {}
+//! The `shopdiff` command.
+
+fn main() {
+    std::process::exit(shopdiff_server::cli::main());
+}

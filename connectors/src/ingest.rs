@@ -1,0 +1,365 @@
+//! The time model of contract section 3, independent of any source: de-duplication, the
+//! watermark, late records and the logical (effect) time of every record.
+//!
+//! A source hands [`Ingest`] its records in arrival order, already validated; [`Ingest`] decides
+//! for each one whether it is a duplicate, whether it is late, and at which tick it takes effect,
+//! and collects the `data_quality` counts. The result is a [`Batch`] of `(record, time)` updates
+//! and a frontier: every later update has a time `>=` that frontier.
+//!
+//! * A record with event time `e` takes effect at `ceil_tick(e)`.
+//! * The watermark is the smallest, over the live inputs, of the largest event time seen minus
+//!   the allowed lateness. An input that has seen nothing yet holds it at minus infinity; an
+//!   exhausted input no longer holds it back.
+//! * A record older than the watermark when it arrives is `late`: it takes effect at the next
+//!   tick after the watermark (`floor_tick(W) + tick`), and its timestamp still decides buckets.
+//! * Identities are kept as 128-bit hashes (a collision between two of 10^9 identities has a
+//!   probability below 10^-20); only accepted records claim an identity.
+//! * Rejections and duplicates are counted at the tick where the record arrives:
+//!   `max(frontier, ceil_tick(e))` when the record has a readable timestamp, else the frontier.
+
+use crate::source::Batch;
+use hashbrown::HashSet;
+use shopdiff_schemas::records::{Event, Line};
+use shopdiff_schemas::time::{ceil_tick, floor_tick, Ms};
+use shopdiff_schemas::{Reason, Source};
+use xxhash_rust::xxh3::Xxh3;
+
+/// The time model's settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeConfig {
+    /// Tick length in milliseconds (default 1000).
+    pub tick_ms: u64,
+    /// Allowed lateness in milliseconds (default 5000).
+    pub lateness_ms: u64,
+}
+
+impl Default for TimeConfig {
+    fn default() -> Self {
+        TimeConfig {
+            tick_ms: 1000,
+            lateness_ms: 5000,
+        }
+    }
+}
+
+/// One of the two event streams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Stream {
+    Transactions,
+    Behavior,
+}
+
+impl Stream {
+    pub fn source(self) -> Source {
+        match self {
+            Stream::Transactions => Source::Transactions,
+            Stream::Behavior => Source::Behavior,
+        }
+    }
+    fn idx(self) -> usize {
+        self as usize
+    }
+}
+
+/// What happened to one record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fate {
+    /// Accepted, taking effect at this time.
+    Accepted { time: u64, late: bool },
+    /// A second delivery of an accepted identity.
+    Duplicate,
+}
+
+/// The sequential part of ingestion: dedup, watermark and effect times.
+pub struct Ingest {
+    cfg: TimeConfig,
+    seen_lines: HashSet<u128>,
+    seen_events: HashSet<u128>,
+    max_seen: [Option<Ms>; 2],
+    live: [bool; 2],
+    /// The updates collected since the last [`Ingest::take_batch`].
+    batch: Batch,
+}
+
+fn identity(parts: &[&str]) -> u128 {
+    let mut h = Xxh3::new();
+    for p in parts {
+        h.update(&(p.len() as u64).to_le_bytes());
+        h.update(p.as_bytes());
+    }
+    h.digest128()
+}
+
+impl Ingest {
+    pub fn new(cfg: TimeConfig) -> Self {
+        Ingest {
+            cfg,
+            seen_lines: HashSet::new(),
+            seen_events: HashSet::new(),
+            max_seen: [None, None],
+            live: [true, true],
+            batch: Batch::default(),
+        }
+    }
+
+    pub fn config(&self) -> TimeConfig {
+        self.cfg
+    }
+
+    /// The watermark; `None` while a live input has seen nothing (minus infinity) and when no
+    /// input has seen anything.
+    pub fn watermark(&self) -> Option<Ms> {
+        let mut w: Option<Ms> = None;
+        let mut any_live = false;
+        for i in 0..2 {
+            if !self.live[i] {
+                continue;
+            }
+            any_live = true;
+            let m = self.max_seen[i]? - self.cfg.lateness_ms as Ms;
+            w = Some(w.map_or(m, |w| w.min(m)));
+        }
+        if any_live {
+            w
+        } else {
+            // every input is exhausted: everything seen is complete
+            self.max_seen
+                .iter()
+                .flatten()
+                .max()
+                .map(|m| m + self.cfg.tick_ms as Ms)
+        }
+    }
+
+    /// The smallest time any future update can take: `ceil_tick(watermark)`. Every tick below it
+    /// is complete; `as_of = frontier - tick`.
+    pub fn frontier(&self) -> u64 {
+        match self.watermark() {
+            Some(w) => ceil_tick(w, self.cfg.tick_ms),
+            None => 0,
+        }
+    }
+
+    /// The `as_of` every view can be read at once all inputs are exhausted: `ceil_tick` of the
+    /// largest event time seen (0 when nothing was seen).
+    pub fn final_as_of(&self) -> u64 {
+        self.max_seen
+            .iter()
+            .flatten()
+            .max()
+            .map_or(0, |m| ceil_tick(*m, self.cfg.tick_ms))
+    }
+
+    /// Marks an input exhausted: it no longer holds the watermark back.
+    pub fn close(&mut self, s: Stream) {
+        self.live[s.idx()] = false;
+    }
+
+    fn effect(&mut self, s: Stream, ts: Ms) -> (u64, bool) {
+        let tick = self.cfg.tick_ms;
+        let (time, late) = match self.watermark() {
+            Some(w) if ts < w => (floor_tick(w, tick) + tick, true),
+            _ => (ceil_tick(ts, tick), false),
+        };
+        let m = &mut self.max_seen[s.idx()];
+        *m = Some(m.map_or(ts, |m| m.max(ts)));
+        (time, late)
+    }
+
+    /// The tick at which a rejection or duplicate is counted.
+    pub fn arrival_time(&self, ts: Option<Ms>) -> u64 {
+        let f = self.frontier();
+        ts.map_or(f, |ts| f.max(ceil_tick(ts, self.cfg.tick_ms)))
+    }
+
+    fn count(&mut self, source: Source, reason: Reason, time: u64) {
+        self.batch.quality.push((source, reason, time, 1));
+    }
+
+    /// An accepted transaction line, in arrival order.
+    pub fn line(&mut self, line: Line) -> Fate {
+        if !self
+            .seen_lines
+            .insert(identity(&[&line.transaction_id, &line.product_id]))
+        {
+            let t = self.arrival_time(Some(line.ts));
+            self.count(Source::Transactions, Reason::Duplicate, t);
+            return Fate::Duplicate;
+        }
+        let (time, late) = self.effect(Stream::Transactions, line.ts);
+        self.count(Source::Transactions, Reason::Accepted, time);
+        if late {
+            self.count(Source::Transactions, Reason::Late, time);
+        }
+        self.batch.lines.push((line, time));
+        Fate::Accepted { time, late }
+    }
+
+    /// An accepted behavior event, in arrival order.
+    pub fn event(&mut self, event: Event) -> Fate {
+        if !self.seen_events.insert(identity(&[&event.event_id])) {
+            let t = self.arrival_time(Some(event.ts));
+            self.count(Source::Behavior, Reason::Duplicate, t);
+            return Fate::Duplicate;
+        }
+        let (time, late) = self.effect(Stream::Behavior, event.ts);
+        self.count(Source::Behavior, Reason::Accepted, time);
+        if late {
+            self.count(Source::Behavior, Reason::Late, time);
+        }
+        self.batch.events.push((event, time));
+        Fate::Accepted { time, late }
+    }
+
+    /// A rejected record of any source, counted at its arrival tick.
+    pub fn rejected(&mut self, source: Source, reason: Reason, ts: Option<Ms>) -> u64 {
+        let t = self.arrival_time(ts);
+        self.count(source, reason, t);
+        t
+    }
+
+    /// A table update (a row in or out) at a given time; `time` must be `>=` the frontier of the
+    /// last batch taken.
+    pub fn table(&mut self, row: shopdiff_schemas::TableRow, time: u64, diff: isize) {
+        self.batch.tables.push((row, time, diff));
+    }
+
+    /// A table rejection at a given time.
+    pub fn table_rejected(&mut self, source: Source, reason: Reason, time: u64) {
+        self.count(source, reason, time);
+    }
+
+    /// Number of updates collected since the last batch.
+    pub fn pending(&self) -> usize {
+        self.batch.len()
+    }
+
+    /// Takes the updates collected so far, with the current frontier.
+    pub fn take_batch(&mut self) -> Batch {
+        let mut b = std::mem::take(&mut self.batch);
+        b.frontier = self.frontier();
+        b
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shopdiff_schemas::records::{parse_behavior, EventKind};
+    use shopdiff_schemas::Str;
+
+    fn ev(id: &str, ts: Ms) -> Event {
+        Event {
+            event_id: Str::from(id),
+            user_id: "u".into(),
+            session_id: None,
+            kind: EventKind::PageView,
+            product_id: None,
+            ip: None,
+            ts,
+        }
+    }
+
+    fn line(tx: &str, p: &str, ts: Ms) -> Line {
+        let text = format!(
+            r#"{{"transaction_id":"{tx}","product_id":"{p}","user_id":"u","timestamp":"1970-01-01T00:00:00Z","price":1,"quantity":1,"currency":"USD"}}"#
+        );
+        let mut l = shopdiff_schemas::parse_transaction(&text).unwrap();
+        l.ts = ts;
+        l
+    }
+
+    #[test]
+    fn watermark_lateness_and_effect_times() {
+        let mut i = Ingest::new(TimeConfig::default());
+        // nothing is late while one input has seen nothing
+        assert_eq!(
+            i.event(ev("e1", 100_000)),
+            Fate::Accepted {
+                time: 100_000,
+                late: false
+            }
+        );
+        assert_eq!(
+            i.event(ev("e2", 10_000)),
+            Fate::Accepted {
+                time: 10_000,
+                late: false
+            }
+        );
+        assert_eq!(i.watermark(), None);
+        assert_eq!(
+            i.line(line("t1", "p", 50_500)),
+            Fate::Accepted {
+                time: 51_000,
+                late: false
+            }
+        );
+        // W = min(100_000, 50_500) - 5_000 = 45_500
+        assert_eq!(i.watermark(), Some(45_500));
+        assert_eq!(i.frontier(), 46_000);
+        assert_eq!(
+            i.line(line("t2", "p", 45_500)),
+            Fate::Accepted {
+                time: 46_000,
+                late: false
+            }
+        );
+        assert_eq!(
+            i.line(line("t3", "p", 45_499)),
+            Fate::Accepted {
+                time: 46_000,
+                late: true
+            }
+        );
+        // duplicates change nothing, not even the watermark
+        assert_eq!(i.line(line("t1", "p", 99_999_000)), Fate::Duplicate);
+        assert_eq!(i.watermark(), Some(45_500));
+        // an exhausted input releases the watermark
+        i.close(Stream::Transactions);
+        assert_eq!(i.watermark(), Some(95_000));
+        i.close(Stream::Behavior);
+        assert_eq!(i.final_as_of(), 100_000);
+        assert_eq!(i.frontier(), 101_000);
+        let b = i.take_batch();
+        assert_eq!(b.lines.len(), 3);
+        assert_eq!(b.events.len(), 2);
+        let count = |r: Reason| {
+            b.quality
+                .iter()
+                .filter(|q| q.1 == r)
+                .map(|q| q.3)
+                .sum::<i64>()
+        };
+        assert_eq!(count(Reason::Accepted), 5);
+        assert_eq!(count(Reason::Late), 1);
+        assert_eq!(count(Reason::Duplicate), 1);
+    }
+
+    #[test]
+    fn watermark_on_a_tick_boundary() {
+        let mut i = Ingest::new(TimeConfig::default());
+        i.close(Stream::Transactions);
+        let e = parse_behavior(
+            r#"{"event_id":"a","user_id":"u","timestamp":"1970-01-01T00:00:15Z","event_type":"x"}"#,
+        )
+        .unwrap();
+        i.event(e);
+        // W = 10_000 exactly: a record at W is on time, one just before is late at the next tick
+        assert_eq!(i.frontier(), 10_000);
+        assert_eq!(
+            i.event(ev("b", 10_000)),
+            Fate::Accepted {
+                time: 10_000,
+                late: false
+            }
+        );
+        assert_eq!(
+            i.event(ev("c", 9_999)),
+            Fate::Accepted {
+                time: 11_000,
+                late: true
+            }
+        );
+    }
+}

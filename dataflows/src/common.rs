@@ -1,0 +1,63 @@
+//! Shared types of the dataflows: the collection alias and a summable vector of measures.
+
+use differential_dataflow::difference::{Abelian, IsZero, Monoid, Multiply, Semigroup};
+use differential_dataflow::VecCollection;
+use serde::{Deserialize, Serialize};
+
+/// A collection of `D` in shopdiff's logical time (milliseconds, on tick boundaries).
+pub type Coll<'s, D> = VecCollection<'s, u64, D, isize>;
+
+/// Seven measures summed together as one difference, so a `count()` gives all of them per key in
+/// one arrangement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Sums7(pub [isize; 7]);
+
+impl Sums7 {
+    pub fn zero() -> Self {
+        Sums7([0; 7])
+    }
+    /// One measure set, the others zero.
+    pub fn unit(i: usize, v: isize) -> Self {
+        let mut s = Sums7::zero();
+        s.0[i] = v;
+        s
+    }
+}
+
+impl IsZero for Sums7 {
+    fn is_zero(&self) -> bool {
+        self.0.iter().all(|v| *v == 0)
+    }
+}
+
+impl Semigroup for Sums7 {
+    fn plus_equals(&mut self, rhs: &Self) {
+        for (a, b) in self.0.iter_mut().zip(rhs.0.iter()) {
+            *a += b;
+        }
+    }
+}
+
+impl Monoid for Sums7 {
+    fn zero() -> Self {
+        Sums7::zero()
+    }
+}
+
+impl Abelian for Sums7 {
+    fn negate(&mut self) {
+        for a in self.0.iter_mut() {
+            *a = -*a;
+        }
+    }
+}
+
+impl Multiply<isize> for Sums7 {
+    type Output = Sums7;
+    fn multiply(mut self, rhs: &isize) -> Sums7 {
+        for a in self.0.iter_mut() {
+            *a *= rhs;
+        }
+        self
+    }
+}

@@ -1,0 +1,122 @@
+//! `fraud_alerts` (contract 5 and 5a): four rules, thresholds and windows from [`FraudConfig`].
+//!
+//! * Inputs: `lines`, `events` (any key), `ips` keyed by `ip_address`.
+//! * Output: [`AlertRow`] keyed by `(rule, key)`; a row exists exactly while its condition holds.
+//! * Windows are trailing and closed on the right: a line is in a window of length `W` from
+//!   `ceil_tick(ts)` to `ceil_tick(ts) + W` (a data-driven temporal filter, correct for late
+//!   records). velocity: distinct transactions per user; amount: net cents per user, all
+//!   currencies; geo: distinct known countries per user; risky_ip (no window): per transaction,
+//!   the greatest risk of the IPs seen in its session's events (a Tor IP with a risk counts as
+//!   1.0; IPs without a row or risk are ignored).
+//! * Cost of one line: one update of each window aggregate for its user when it enters and when
+//!   it leaves; one `(session, transaction)` pair. An event adds one `(ip, session)` pair; an
+//!   `ip_reputation` change re-scores the sessions that saw the IP and their transactions.
+//! * Arrangements: each window's distinct set and counts, distinct `(ip, session)`, the max
+//!   risk per session, distinct `(session, (transaction, user))`, the max per transaction.
+
+use crate::common::Coll;
+use crate::config::FraudConfig;
+use shopdiff_operators::window::WindowAggregates;
+use shopdiff_schemas::records::{Event, Line};
+use shopdiff_schemas::rows::{AlertRow, Rule};
+use shopdiff_schemas::tables::{IpRep, RISK_SCALE};
+use shopdiff_schemas::time::{ceil_tick, Ms};
+use shopdiff_schemas::Str;
+
+/// Maintains `fraud_alerts`.
+pub fn fraud_alerts<'s>(
+    lines: Coll<'s, Line>,
+    events: Coll<'s, Event>,
+    ips: Coll<'s, (Str, IpRep)>,
+    cfg: &FraudConfig,
+    tick: u64,
+) -> Coll<'s, AlertRow> {
+    let start = move |v: &(Str, (Str, Ms))| ceil_tick((v.1).1, tick);
+    let alert = |rule: Rule, threshold: i64, strict: bool| {
+        move |(user, measure): (Str, i64)| {
+            let hit = if strict {
+                measure > threshold
+            } else {
+                measure >= threshold
+            };
+            hit.then(|| AlertRow {
+                rule,
+                key: user.clone(),
+                user_id: user,
+                measure,
+                threshold,
+            })
+        }
+    };
+    let velocity = lines
+        .clone()
+        .map(|l| (l.user_id, (l.transaction_id, l.ts)))
+        .window_distinct_count(cfg.velocity.window_ms, start, |(tx, _)| tx.clone())
+        .flat_map(alert(Rule::Velocity, cfg.velocity.threshold, true));
+    let amount = lines
+        .clone()
+        .map(|l| (l.user_id.clone(), (l.ts, l.net())))
+        .window_sum(
+            cfg.amount.window_ms,
+            move |v: &(Str, (Ms, i64))| ceil_tick((v.1).0, tick),
+            |v| v.1,
+        )
+        .flat_map(alert(Rule::Amount, cfg.amount.threshold, true));
+    let geo = lines
+        .clone()
+        .flat_map(|l| l.known_country().cloned().map(|c| (l.user_id, (c, l.ts))))
+        .window_distinct_count(cfg.geo.window_ms, start, |(c, _)| c.clone())
+        .flat_map(alert(Rule::Geo, cfg.geo.threshold, false));
+    let risky = risky_ip(lines, events, ips, cfg.risky_ip_threshold);
+    velocity.concat(amount).concat(geo).concat(risky)
+}
+
+/// `risky_ip`: transactions whose sessions saw an IP at or above the threshold.
+fn risky_ip<'s>(
+    lines: Coll<'s, Line>,
+    events: Coll<'s, Event>,
+    ips: Coll<'s, (Str, IpRep)>,
+    threshold: i64,
+) -> Coll<'s, AlertRow> {
+    let seen = events.flat_map(|e| match (e.session_id, e.ip) {
+        (Some(s), Some(ip)) => Some((ip, s)),
+        _ => None,
+    });
+    let scores = ips.flat_map(|(ip, rep)| {
+        rep.risk
+            .map(|r| (ip, if rep.is_tor { RISK_SCALE } else { r }))
+    });
+    let session_risk = seen
+        .distinct()
+        .join_map(scores, |_ip, session, score| (session.clone(), *score))
+        .reduce(|_s, vals: &[(&i64, isize)], out: &mut Vec<(i64, isize)>| {
+            if let Some((max, _)) = vals.last() {
+                out.push((**max, 1));
+            }
+        });
+    let tx_sessions = lines
+        .flat_map(|l| l.session_id.map(|s| (s, (l.transaction_id, l.user_id))))
+        .distinct();
+    tx_sessions
+        .join_map(session_risk, |_s, (tx, user), risk| {
+            (tx.clone(), (*risk, user.clone()))
+        })
+        .reduce(
+            |_tx, vals: &[(&(i64, Str), isize)], out: &mut Vec<((i64, Str), isize)>| {
+                let max = vals.iter().map(|(v, _)| v.0).max();
+                let user = vals.iter().map(|(v, _)| &v.1).min();
+                if let (Some(max), Some(user)) = (max, user) {
+                    out.push(((max, user.clone()), 1));
+                }
+            },
+        )
+        .flat_map(move |(tx, (risk, user))| {
+            (risk >= threshold).then(|| AlertRow {
+                rule: Rule::RiskyIp,
+                key: tx,
+                user_id: user,
+                measure: risk,
+                threshold,
+            })
+        })
+}
