@@ -15,3 +15,5 @@ pub mod funnel;
 pub mod inventory;
 pub mod product_performance;
 pub mod revenue;
+pub mod rfm;
+pub mod views;

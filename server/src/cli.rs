@@ -5,6 +5,7 @@ use crate::store::Stores;
 use clap::{Args, Parser, Subcommand};
 use shopdiff_connectors::generator::{write_recorded_stream, GenConfig, WriteOptions};
 use shopdiff_connectors::{Replay, ReplayOptions, ReplayStats, TimeConfig};
+use shopdiff_dataflows::config::{FraudConfig, ViewsConfig};
 use shopdiff_schemas::rows::Value;
 use shopdiff_schemas::time::format_rfc3339;
 use std::path::{Path, PathBuf};
@@ -43,6 +44,19 @@ pub struct EngineArgs {
     /// Records per input batch (each batch advances the frontier once).
     #[arg(long, default_value_t = 20_000)]
     pub batch: usize,
+    /// A TOML file with the fraud rules' thresholds and windows (defaults: the contract's).
+    #[arg(long)]
+    pub fraud_config: Option<PathBuf>,
+}
+
+/// Loads the fraud rules, naming the file and field on error.
+pub fn load_fraud(path: Option<&Path>) -> anyhow::Result<FraudConfig> {
+    let Some(path) = path else {
+        return Ok(FraudConfig::default());
+    };
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("{}: cannot read: {e}", path.display()))?;
+    FraudConfig::from_toml_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
 
 #[derive(Args, Debug)]
@@ -148,9 +162,13 @@ pub fn replay_dir(
         dead_letters,
     };
     let replay = Replay::open(dir, opts)?;
+    let views = ViewsConfig {
+        tick_ms: engine.tick_ms.max(1),
+        fraud: load_fraud(engine.fraud_config.as_deref())?,
+    };
     let eng = Engine::start(&EngineConfig {
         workers: engine.workers,
-        tick_ms: engine.tick_ms.max(1),
+        views,
     })
     .map_err(anyhow::Error::msg)?;
     let stats = replay.run(|b| eng.feed(b))?;

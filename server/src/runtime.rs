@@ -12,10 +12,13 @@ use crossbeam_channel::{bounded, Receiver, Sender, TryRecvError};
 use differential_dataflow::input::{Input, InputSession};
 use shopdiff_connectors::Batch;
 use shopdiff_dataflows::common::Coll;
-use shopdiff_dataflows::data_quality::data_quality;
-use shopdiff_dataflows::revenue::{revenue, Granularity};
+use shopdiff_dataflows::config::ViewsConfig;
+use shopdiff_dataflows::views::{all_views, InputColls};
 use shopdiff_schemas::records::{Event, Line};
-use shopdiff_schemas::rows::{self, QualityRow, RevenueRow, Row};
+use shopdiff_schemas::rows::{
+    self, AlertRow, CohortRow, FunnelRow, InventoryRow, ProductPerfRow, QualityRow, RevenueRow,
+    RfmRow, Row, SegmentRow,
+};
 use shopdiff_schemas::tables::{Customer, IpRep, Product, TableRow};
 use shopdiff_schemas::{Reason, Source, Str};
 use std::sync::Arc;
@@ -31,8 +34,8 @@ pub const MAX_IN_FLIGHT: usize = 3;
 pub struct EngineConfig {
     /// Worker threads in this process.
     pub workers: usize,
-    /// Tick length in milliseconds.
-    pub tick_ms: u64,
+    /// The views' settings (tick, fraud rules).
+    pub views: ViewsConfig,
 }
 
 /// A worker's share of a batch.
@@ -54,9 +57,48 @@ enum Msg {
 /// Typed handles on the stores the workers write to.
 #[derive(Clone)]
 struct Sinks {
+    rfm: Arc<ViewStore<RfmRow>>,
+    rfm_segments: Arc<ViewStore<SegmentRow>>,
+    cohorts: Arc<ViewStore<CohortRow>>,
     revenue_hourly: Arc<ViewStore<RevenueRow>>,
     revenue_daily: Arc<ViewStore<RevenueRow>>,
+    fraud_alerts: Arc<ViewStore<AlertRow>>,
+    product_performance: Arc<ViewStore<ProductPerfRow>>,
+    inventory: Arc<ViewStore<InventoryRow>>,
+    funnel_daily: Arc<ViewStore<FunnelRow>>,
     data_quality: Arc<ViewStore<QualityRow>>,
+}
+
+impl Sinks {
+    fn new(tick: u64) -> Sinks {
+        Sinks {
+            rfm: ViewStore::new(rows::RFM, tick),
+            rfm_segments: ViewStore::new(rows::RFM_SEGMENTS, tick),
+            cohorts: ViewStore::new(rows::COHORTS, tick),
+            revenue_hourly: ViewStore::new(rows::REVENUE_HOURLY, tick),
+            revenue_daily: ViewStore::new(rows::REVENUE_DAILY, tick),
+            fraud_alerts: ViewStore::new(rows::FRAUD_ALERTS, tick),
+            product_performance: ViewStore::new(rows::PRODUCT_PERFORMANCE, tick),
+            inventory: ViewStore::new(rows::INVENTORY, tick),
+            funnel_daily: ViewStore::new(rows::FUNNEL_DAILY, tick),
+            data_quality: ViewStore::new(rows::DATA_QUALITY, tick),
+        }
+    }
+
+    fn stores(&self) -> Stores {
+        let mut s = Stores::default();
+        s.add(self.rfm.clone());
+        s.add(self.rfm_segments.clone());
+        s.add(self.cohorts.clone());
+        s.add(self.revenue_hourly.clone());
+        s.add(self.revenue_daily.clone());
+        s.add(self.fraud_alerts.clone());
+        s.add(self.product_performance.clone());
+        s.add(self.inventory.clone());
+        s.add(self.funnel_daily.clone());
+        s.add(self.data_quality.clone());
+        s
+    }
 }
 
 /// A running engine: its workers, their queues and the view stores.
@@ -123,29 +165,35 @@ fn sink<'s, R: Row + differential_dataflow::ExchangeData>(
         .probe_with(probe);
 }
 
-fn build(worker: &mut Worker, sinks: Sinks, probe: &Handle<u64>) -> Inputs {
+fn build(worker: &mut Worker, sinks: Sinks, cfg: &ViewsConfig, probe: &Handle<u64>) -> Inputs {
     worker.dataflow::<u64, _, _>(|scope| {
         let (lines_in, lines) = scope.new_collection::<Line, isize>();
-        let (events_in, _events) = scope.new_collection::<Event, isize>();
+        let (events_in, events) = scope.new_collection::<Event, isize>();
         let (quality_in, quality) = scope.new_collection::<(Source, Reason), isize>();
         let (products_in, products) = scope.new_collection::<(Str, Product), isize>();
         let (customers_in, customers) = scope.new_collection::<(Str, Customer), isize>();
-        let (ips_in, _ips) = scope.new_collection::<(Str, IpRep), isize>();
-        sink(
-            revenue(lines.clone(), products.clone(), Granularity::Hourly),
-            sinks.revenue_hourly,
-            probe,
+        let (ips_in, ips) = scope.new_collection::<(Str, IpRep), isize>();
+        let v = all_views(
+            InputColls {
+                lines,
+                events,
+                quality,
+                products,
+                customers,
+                ips,
+            },
+            cfg,
         );
-        sink(
-            revenue(lines.clone(), products.clone(), Granularity::Daily),
-            sinks.revenue_daily,
-            probe,
-        );
-        sink(
-            data_quality(quality, lines, products, customers),
-            sinks.data_quality,
-            probe,
-        );
+        sink(v.rfm, sinks.rfm, probe);
+        sink(v.rfm_segments, sinks.rfm_segments, probe);
+        sink(v.cohorts, sinks.cohorts, probe);
+        sink(v.revenue_hourly, sinks.revenue_hourly, probe);
+        sink(v.revenue_daily, sinks.revenue_daily, probe);
+        sink(v.fraud_alerts, sinks.fraud_alerts, probe);
+        sink(v.product_performance, sinks.product_performance, probe);
+        sink(v.inventory, sinks.inventory, probe);
+        sink(v.funnel_daily, sinks.funnel_daily, probe);
+        sink(v.data_quality, sinks.data_quality, probe);
         Inputs {
             lines: lines_in,
             events: events_in,
@@ -161,9 +209,15 @@ fn less_than(probe: &Handle<u64>, t: u64) -> bool {
     probe.less_than(&t)
 }
 
-fn worker_loop(worker: &mut Worker, rx: Receiver<Msg>, sinks: Sinks, stores: Stores) {
+fn worker_loop(
+    worker: &mut Worker,
+    rx: Receiver<Msg>,
+    sinks: Sinks,
+    cfg: &ViewsConfig,
+    stores: Stores,
+) {
     let probe = Handle::new();
-    let mut inputs = build(worker, sinks, &probe);
+    let mut inputs = build(worker, sinks, cfg, &probe);
     let mut in_flight: std::collections::VecDeque<u64> = Default::default();
     let mut finishing = false;
     loop {
@@ -195,15 +249,9 @@ fn worker_loop(worker: &mut Worker, rx: Receiver<Msg>, sinks: Sinks, stores: Sto
 impl Engine {
     /// Starts the workers and builds every view's dataflow.
     pub fn start(cfg: &EngineConfig) -> Result<Engine, String> {
-        let sinks = Sinks {
-            revenue_hourly: ViewStore::new(rows::REVENUE_HOURLY, cfg.tick_ms),
-            revenue_daily: ViewStore::new(rows::REVENUE_DAILY, cfg.tick_ms),
-            data_quality: ViewStore::new(rows::DATA_QUALITY, cfg.tick_ms),
-        };
-        let mut stores = Stores::default();
-        stores.add(sinks.revenue_hourly.clone());
-        stores.add(sinks.revenue_daily.clone());
-        stores.add(sinks.data_quality.clone());
+        let sinks = Sinks::new(cfg.views.tick_ms);
+        let stores = sinks.stores();
+        let views = cfg.views.clone();
         let workers = cfg.workers.max(1);
         let (senders, receivers): (Vec<_>, Vec<_>) =
             (0..workers).map(|_| bounded::<Msg>(2)).unzip();
@@ -217,7 +265,7 @@ impl Engine {
                 .ok()
                 .and_then(|mut r| r[worker.index()].take());
             let Some(rx) = rx else { return };
-            worker_loop(worker, rx, sinks.clone(), worker_stores.clone());
+            worker_loop(worker, rx, sinks.clone(), &views, worker_stores.clone());
         })?;
         Ok(Engine {
             senders,
