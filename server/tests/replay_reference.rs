@@ -1,0 +1,172 @@
+//! Replayed recorded streams through every view's dataflow, against the naive batch twins, with
+//! 1, 2 and 4 workers: the example stream in `examples/data/` (compared at every time at which
+//! anything changes) and a freshly generated stream of 20,000 records (compared at every batch
+//! frontier minus a tick, at the final `as_of` and once every window has expired).
+//!
+//! The replay's batches are collected first; the harness (shared with
+//! `dataflows/tests/reference.rs`) then feeds them into `all_views` in timely, advancing the
+//! inputs to each batch's frontier, and the twins see the same updates: records with effect time
+//! `<= T` and the tables' initial rows plus every change with time `<= T`.
+
+#[path = "../../dataflows/tests/support/mod.rs"]
+mod support;
+
+use shopdiff_connectors::generator::{write_recorded_stream, GenConfig, WriteOptions};
+use shopdiff_connectors::{Batch, Replay, ReplayOptions, ReplayStats};
+use shopdiff_dataflows::config::{ViewsConfig, INVENTORY_WINDOW_MS};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use support::{compare, critical_times, run_views, History};
+
+/// Replays `dir` in batches of `batch_records` records.
+fn replay(dir: &Path, batch_records: usize) -> (Vec<Batch>, ReplayStats) {
+    let opts = ReplayOptions {
+        batch_records,
+        ..ReplayOptions::default()
+    };
+    let mut batches = Vec::new();
+    let stats = Replay::open(dir, opts)
+        .expect("a recorded stream")
+        .run(|b| {
+            batches.push(b);
+            true
+        })
+        .expect("replaying");
+    (batches, stats)
+}
+
+/// The history of the batches and their frontiers (increasing, without repeats). Checks the
+/// sources' promise on the way: no update of a batch is earlier than the previous frontier.
+fn history(batches: &[Batch]) -> (History, Vec<u64>) {
+    let mut h = History::default();
+    let mut frontiers: Vec<u64> = Vec::new();
+    let mut prev = 0u64;
+    for (i, b) in batches.iter().enumerate() {
+        let times = b
+            .lines
+            .iter()
+            .map(|x| x.1)
+            .chain(b.events.iter().map(|x| x.1))
+            .chain(b.quality.iter().map(|x| x.2))
+            .chain(b.tables.iter().map(|x| x.1));
+        for t in times {
+            assert!(
+                t >= prev,
+                "batch {i} has an update at {t} < frontier {prev}"
+            );
+        }
+        assert!(b.frontier >= prev, "batch {i}: frontier went back");
+        prev = b.frontier;
+        h.lines.extend(b.lines.iter().cloned());
+        h.events.extend(b.events.iter().cloned());
+        h.quality.extend(b.quality.iter().cloned());
+        h.tables.extend(b.tables.iter().cloned());
+        if b.frontier > 0 && frontiers.last() != Some(&b.frontier) {
+            frontiers.push(b.frontier);
+        }
+    }
+    (h, frontiers)
+}
+
+/// Runs the views over `h` with 1, 2 and 4 workers and compares at `times` (plus, when
+/// `every_time`, at every time at which an input or an output changes or a window ends).
+fn check(name: &str, h: &History, frontiers: &[u64], times: &[u64], every_time: bool) {
+    let cfg = ViewsConfig::default();
+    for workers in [1, 2, 4] {
+        let started = Instant::now();
+        let out = run_views(h, &cfg, workers, frontiers);
+        let ran = started.elapsed();
+        let mut at = times.to_vec();
+        if every_time {
+            at.extend(critical_times(h, &cfg, &out));
+        }
+        let label = format!("{name}, {workers} worker(s)");
+        let n = compare(h, &cfg, &out, &at, &label).unwrap_or_else(|e| panic!("{e}"));
+        eprintln!(
+            "{label}: {} output updates in {ran:?}, {n} times compared in {:?}",
+            out.len(),
+            started.elapsed() - ran
+        );
+    }
+}
+
+/// Every batch frontier minus a tick, the final `as_of`, and a time after every window.
+fn as_ofs(frontiers: &[u64], stats: &ReplayStats, tick: u64) -> Vec<u64> {
+    let mut t: Vec<u64> = frontiers.iter().map(|f| f.saturating_sub(tick)).collect();
+    t.push(stats.as_of);
+    t.push(stats.as_of + INVENTORY_WINDOW_MS);
+    t
+}
+
+#[test]
+fn example_stream_matches_the_twins_at_every_time() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/data");
+    let (batches, stats) = replay(&dir, 50);
+    let (h, frontiers) = history(&batches);
+    assert!(
+        h.lines.len() > 40 && h.events.len() > 400 && h.tables.len() > 300,
+        "the example stream is smaller than expected: {stats:?}"
+    );
+    assert!(stats.late > 0 && stats.duplicates > 0 && stats.rejected > 0);
+    assert!(frontiers.len() > 5, "too few batches: {frontiers:?}");
+    let tick = ViewsConfig::default().tick_ms;
+    check(
+        "examples/data",
+        &h,
+        &frontiers,
+        &as_ofs(&frontiers, &stats, tick),
+        true,
+    );
+}
+
+/// A directory under the system's temp dir, removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let p = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn generated_stream_matches_the_twins() {
+    let dir = TempDir::new("shopdiff-replay-reference");
+    let cfg = GenConfig {
+        seed: 20_261_125,
+        users: 400,
+        products: 80,
+        records: 20_000,
+        volume: 0.01,
+        anomaly_rate: 0.02,
+        bad_rate: 0.02,
+        duplicate_rate: 0.02,
+        late_rate: 0.02,
+        ..GenConfig::default()
+    };
+    let opts = WriteOptions {
+        progress: false,
+        ..WriteOptions::default()
+    };
+    write_recorded_stream(&cfg, &dir.0, &opts).expect("generating");
+    let (batches, stats) = replay(&dir.0, 2_000);
+    let (h, frontiers) = history(&batches);
+    assert!(stats.late > 0 && stats.duplicates > 0 && stats.rejected > 0);
+    assert!(stats.changes_applied > 0, "{stats:?}");
+    assert!(frontiers.len() >= 8, "too few batches: {frontiers:?}");
+    let tick = ViewsConfig::default().tick_ms;
+    check(
+        "generated",
+        &h,
+        &frontiers,
+        &as_ofs(&frontiers, &stats, tick),
+        false,
+    );
+}
