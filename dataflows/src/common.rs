@@ -4,6 +4,12 @@ use differential_dataflow::difference::{Abelian, IsZero, Monoid, Multiply, Semig
 use differential_dataflow::VecCollection;
 use serde::{Deserialize, Serialize};
 
+/// A 64-bit hash of an identifier (transaction or session id) that is only compared for
+/// equality (distinct counts), so operators carry a `u64` instead of a string.
+pub fn id_hash(id: &str) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(id.as_bytes())
+}
+
 /// A collection of `D` in shopdiff's logical time (milliseconds, on tick boundaries).
 pub type Coll<'s, D> = VecCollection<'s, u64, D, isize>;
 

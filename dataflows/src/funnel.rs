@@ -7,11 +7,10 @@
 //! * Arrangements: distinct `((session, day), stage)`, distinct purchased `(session, day)`, the
 //!   semijoins of the two, and the per-day sums.
 
-use crate::common::{Coll, Sums7};
+use crate::common::{id_hash, Coll, Sums7};
 use shopdiff_schemas::records::{Event, EventKind, Line};
 use shopdiff_schemas::rows::FunnelRow;
 use shopdiff_schemas::time::{day_start, Ms};
-use shopdiff_schemas::Str;
 
 // Stages of a session's day, and the slots of the per-day sums.
 const ANY: u8 = 0;
@@ -35,26 +34,27 @@ pub fn funnel<'s>(lines: Coll<'s, Line>, events: Coll<'s, Event>) -> Coll<'s, Fu
                 EventKind::CheckoutStart => Some(CHECKOUT),
                 _ => None,
             };
-            let mut v = vec![((s.clone(), day), ANY)];
+            let s = id_hash(&s);
+            let mut v = vec![((s, day), ANY)];
             v.extend(stage.map(|st| ((s, day), st)));
             v
         })
         .distinct();
     let purchased = lines
-        .flat_map(|l: Line| l.session_id.map(|s| (s, day_start(l.ts))))
+        .flat_map(|l: Line| l.session_id.map(|s| (id_hash(&s), day_start(l.ts))))
         .distinct();
     let bought = flags
         .clone()
         .filter(|(_, st)| *st == ANY || *st == CART)
         .semijoin(purchased)
-        .explode(|((_s, day), st): ((Str, Ms), u8)| {
+        .explode(|((_s, day), st): ((u64, Ms), u8)| {
             Some((
                 day,
                 Sums7::unit(if st == ANY { PURCHASE } else { CART_PURCHASE }, 1),
             ))
         });
     let stages =
-        flags.explode(|((_s, day), st): ((Str, Ms), u8)| Some((day, Sums7::unit(st as usize, 1))));
+        flags.explode(|((_s, day), st): ((u64, Ms), u8)| Some((day, Sums7::unit(st as usize, 1))));
     stages.concat(bought).count().map(|(day, s)| FunnelRow {
         day,
         sessions: s.0[ANY as usize] as i64,

@@ -6,7 +6,7 @@
 //!   `(product, day, transaction)` set for a line. O(log n).
 //! * Arrangements: distinct `((product, day), transaction)`, and the per-`(product, day)` sums.
 
-use crate::common::{Coll, Sums7};
+use crate::common::{id_hash, Coll, Sums7};
 use shopdiff_schemas::records::{Event, EventKind, Line};
 use shopdiff_schemas::rows::ProductPerfRow;
 use shopdiff_schemas::time::{day_start, Ms};
@@ -40,9 +40,9 @@ pub fn product_performance<'s>(
         ))
     });
     let orders = lines
-        .map(|l| ((l.product_id, day_start(l.ts)), l.transaction_id))
+        .map(|l| ((l.product_id, day_start(l.ts)), id_hash(&l.transaction_id)))
         .distinct()
-        .explode(|(k, _tx): ((Str, Ms), Str)| Some((k, Sums7::unit(ORDERS, 1))));
+        .explode(|(k, _tx): ((Str, Ms), u64)| Some((k, Sums7::unit(ORDERS, 1))));
     from_events
         .concat(units)
         .concat(orders)

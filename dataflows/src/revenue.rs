@@ -8,7 +8,7 @@
 //! * Arrangements: `(key, transaction)` for distinct orders, `((product, key), quantity)` joined
 //!   with `products`, and the per-key sums (one `count` over a vector-valued difference).
 
-use crate::common::{Coll, Sums7};
+use crate::common::{id_hash, Coll, Sums7};
 use shopdiff_schemas::records::Line;
 use shopdiff_schemas::rows::{Dimension, RevenueRow};
 use shopdiff_schemas::tables::Product;
@@ -69,10 +69,8 @@ pub fn revenue<'s>(
     let orders = lines
         .clone()
         .flat_map(move |l: Line| {
-            let tx = l.transaction_id.clone();
-            keys(&l, g)
-                .map(move |k| (k, tx.clone()))
-                .collect::<Vec<_>>()
+            let tx = id_hash(&l.transaction_id);
+            keys(&l, g).map(move |k| (k, tx)).collect::<Vec<_>>()
         })
         .distinct()
         .explode(|(k, _tx)| Some((k, Sums7::unit(ORDERS, 1))));

@@ -13,7 +13,7 @@
 //! * Arrangements: per-user event times (max), distinct `(user, transaction)`, per-user sums, the
 //!   three score collections and their joins by user; segments sum the rows.
 
-use crate::common::Coll;
+use crate::common::{id_hash, Coll};
 use shopdiff_operators::rank::Ntile;
 use shopdiff_schemas::money::Cents;
 use shopdiff_schemas::records::Line;
@@ -32,7 +32,7 @@ pub fn rfm<'s>(lines: Coll<'s, Line>) -> Coll<'s, RfmRow> {
     );
     let frequency = lines
         .clone()
-        .map(|l| (l.user_id, l.transaction_id))
+        .map(|l| (l.user_id, id_hash(&l.transaction_id)))
         .distinct()
         .map(|(u, _)| u)
         .count()

@@ -47,16 +47,8 @@ pub fn all_views<'s>(i: InputColls<'s>, cfg: &ViewsConfig) -> ViewColls<'s> {
         rfm_segments: rfm_segments(rfm_rows.clone()),
         rfm: rfm_rows,
         cohorts: cohorts(i.lines.clone(), i.customers.clone()),
-        revenue_hourly: revenue(
-            i.lines.clone().filter(|_| false),
-            i.products.clone(),
-            Granularity::Hourly,
-        ),
-        revenue_daily: revenue(
-            i.lines.clone().filter(|_| false),
-            i.products.clone(),
-            Granularity::Daily,
-        ),
+        revenue_hourly: revenue(i.lines.clone(), i.products.clone(), Granularity::Hourly),
+        revenue_daily: revenue(i.lines.clone(), i.products.clone(), Granularity::Daily),
         fraud_alerts: fraud_alerts(
             i.lines.clone(),
             i.events.clone(),

@@ -535,17 +535,17 @@ fn random_histories(workers: usize, cases: u32) {
 
 #[test]
 fn random_histories_1_worker() {
-    random_histories(1, 24);
+    random_histories(1, 32);
 }
 
 #[test]
 fn random_histories_2_workers() {
-    random_histories(2, 24);
+    random_histories(2, 32);
 }
 
 #[test]
 fn random_histories_4_workers() {
-    random_histories(4, 24);
+    random_histories(4, 32);
 }
 
 /// A hand-made history that crosses every threshold, with a late line beyond its window, a

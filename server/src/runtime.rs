@@ -251,7 +251,7 @@ impl Engine {
     pub fn start(cfg: &EngineConfig) -> Result<Engine, String> {
         let sinks = Sinks::new(cfg.views.tick_ms);
         let stores = sinks.stores();
-        let views = cfg.views.clone();
+        let views = cfg.views;
         let workers = cfg.workers.max(1);
         let (senders, receivers): (Vec<_>, Vec<_>) =
             (0..workers).map(|_| bounded::<Msg>(2)).unzip();

@@ -22,6 +22,7 @@ use shopdiff_schemas::time::ceil_tick;
 use shopdiff_schemas::{Reason, Source, Str};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use timely::dataflow::operators::probe::Handle;
 
@@ -266,6 +267,7 @@ pub fn run_views(h: &History, cfg: &ViewsConfig, workers: usize, frontiers: &[u6
     let sinks = Sinks::default();
     let worker_sinks = sinks.clone();
     let cfg = *cfg;
+    let abort = Arc::new(AtomicBool::new(false));
     let guards = timely::execute(timely::Config::process(workers), move |worker| {
         let (me, peers) = (worker.index(), worker.peers());
         let probe = Handle::new();
@@ -301,20 +303,29 @@ pub fn run_views(h: &History, cfg: &ViewsConfig, workers: usize, frontiers: &[u6
                 ips: ips_in,
             }
         });
-        let mut cursor = Cursor::default();
-        for &f in frontiers.iter() {
-            sorted.feed(&mut cursor, &mut inputs, f, me, peers);
-            inputs.advance_to(f);
-            worker.step_while(|| probe.less_than(&f));
+        // a worker that panics makes the others stop waiting for it, so the test fails
+        // instead of hanging
+        let failed = || abort.load(Ordering::Relaxed);
+        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let mut cursor = Cursor::default();
+            for &f in frontiers.iter() {
+                sorted.feed(&mut cursor, &mut inputs, f, me, peers);
+                inputs.advance_to(f);
+                worker.step_while(|| !failed() && probe.less_than(&f));
+            }
+            sorted.feed(&mut cursor, &mut inputs, u64::MAX, me, peers);
+            inputs.close();
+            worker.step_while(|| !failed() && !probe.done());
+        }));
+        if let Err(panic) = run {
+            abort.store(true, Ordering::Relaxed);
+            std::panic::resume_unwind(panic);
         }
-        sorted.feed(&mut cursor, &mut inputs, u64::MAX, me, peers);
-        inputs.close();
-        worker.step_while(|| !probe.done());
+        assert!(!failed(), "worker {me} stopped: another worker failed");
     })
     .expect("starting timely");
-    for r in guards.join() {
-        r.expect("a worker failed");
-    }
+    let failures: Vec<String> = guards.join().into_iter().filter_map(Result::err).collect();
+    assert!(failures.is_empty(), "workers failed: {failures:?}");
     let mut out = Captured::default();
     macro_rules! collect {
         ($($v:ident),*) => { $( out.$v = take(&sinks.$v); )* };
