@@ -93,11 +93,12 @@ pub struct Replay {
 type Chunk = Vec<Parsed>;
 const CHUNK: usize = 1024;
 
-fn spawn_reader(
-    path: PathBuf,
-    stream: Stream,
-) -> (Receiver<Chunk>, thread::JoinHandle<Result<(), FileError>>) {
+/// A reader thread: it ends with the file's I/O error, if any.
+type Reader = thread::JoinHandle<Result<(), FileError>>;
+
+fn spawn_reader(path: PathBuf, stream: Stream) -> Result<(Receiver<Chunk>, Reader), FileError> {
     let (tx, rx) = bounded::<Chunk>(16);
+    let thread_path = path.clone();
     let handle = thread::Builder::new()
         .name(format!("read-{}", stream.source()))
         .spawn(move || -> Result<(), FileError> {
@@ -137,8 +138,11 @@ fn spawn_reader(
             }
             Ok(())
         })
-        .expect("spawning a reader thread");
-    (rx, handle)
+        .map_err(|source| FileError::Io {
+            path: thread_path,
+            source,
+        })?;
+    Ok((rx, handle))
 }
 
 /// One merged input: its current chunk and the channel of the next ones.
@@ -203,8 +207,8 @@ impl Replay {
         }
         .into_iter()
         .peekable();
-        let (rx_t, h_t) = spawn_reader(self.transactions.clone(), Stream::Transactions);
-        let (rx_b, h_b) = spawn_reader(self.behavior.clone(), Stream::Behavior);
+        let (rx_t, h_t) = spawn_reader(self.transactions.clone(), Stream::Transactions)?;
+        let (rx_b, h_b) = spawn_reader(self.behavior.clone(), Stream::Behavior)?;
         let mut heads = [
             Head {
                 stream: Stream::Transactions,
