@@ -36,6 +36,9 @@ pub struct Column {
     pub name: &'static str,
     pub kind: ColKind,
     pub nullable: bool,
+    /// Derived from the reader's `as_of` (`rfm.recency_days`): shown in reads, never in deltas
+    /// (subscriptions, sinks), where it would change every row at every `as_of`.
+    pub as_of_dependent: bool,
 }
 
 const fn col(name: &'static str, kind: ColKind) -> Column {
@@ -43,6 +46,7 @@ const fn col(name: &'static str, kind: ColKind) -> Column {
         name,
         kind,
         nullable: false,
+        as_of_dependent: false,
     }
 }
 const fn nullable(name: &'static str, kind: ColKind) -> Column {
@@ -50,6 +54,15 @@ const fn nullable(name: &'static str, kind: ColKind) -> Column {
         name,
         kind,
         nullable: true,
+        as_of_dependent: false,
+    }
+}
+const fn at_read(name: &'static str, kind: ColKind) -> Column {
+    Column {
+        name,
+        kind,
+        nullable: false,
+        as_of_dependent: true,
     }
 }
 
@@ -64,6 +77,12 @@ pub struct ViewDef {
 impl ViewDef {
     pub fn key_columns(&self) -> &'static [Column] {
         &self.columns[..self.key_len]
+    }
+    /// The indexes of the columns that appear in deltas (every column but the `as_of`-dependent).
+    pub fn delta_columns(&self) -> Vec<usize> {
+        (0..self.columns.len())
+            .filter(|&i| !self.columns[i].as_of_dependent)
+            .collect()
     }
     pub fn column(&self, name: &str) -> Option<(usize, &'static Column)> {
         self.columns
@@ -165,7 +184,7 @@ pub const RFM: ViewDef = ViewDef {
     columns: &[
         col("user_id", ColKind::String),
         col("last_purchase", ColKind::Time),
-        col("recency_days", ColKind::Integer),
+        at_read("recency_days", ColKind::Integer),
         col("frequency", ColKind::Integer),
         col("monetary", ColKind::Money),
         col("r_score", ColKind::Integer),
