@@ -150,6 +150,18 @@ impl Ingest {
             .map_or(0, |m| ceil_tick(*m, self.cfg.tick_ms))
     }
 
+    /// A heartbeat from a live source's clock: no record of any live input will be accepted
+    /// on time before `now - lateness` any more, so the watermark may pass it even while an
+    /// input is quiet.
+    pub fn clock(&mut self, now: Ms) {
+        for i in 0..2 {
+            if self.live[i] {
+                let m = &mut self.max_seen[i];
+                *m = Some(m.map_or(now, |m| m.max(now)));
+            }
+        }
+    }
+
     /// Marks an input exhausted: it no longer holds the watermark back.
     pub fn close(&mut self, s: Stream) {
         self.live[s.idx()] = false;

@@ -4,6 +4,7 @@
 pub mod files;
 pub mod generator;
 pub mod ingest;
+pub mod live;
 pub mod parquet;
 pub mod replay;
 pub mod source;

@@ -25,8 +25,11 @@ pub enum Cmd {
     Replay(ReplayArgs),
     /// Generate a recorded stream (the built-in workload generator).
     Generate(GenerateArgs),
-    /// Generate a stream, replay it and print the top rows of each view.
+    /// The main job: the live generator (or a replay) feeding every view, the HTTP API and
+    /// the dashboard, until Ctrl-C.
     Run(RunArgs),
+    /// Generate a stream, replay it and print the top rows of each view.
+    Demo(DemoArgs),
 }
 
 /// Engine settings shared by the commands that run views.
@@ -107,32 +110,268 @@ pub struct GenerateArgs {
     pub zstd: bool,
 }
 
-#[derive(Args, Debug)]
+/// `shopdiff run`: every flag has a twin of the same name (with `_` for `-`) in `--config`.
+#[derive(Args, Debug, Default)]
 pub struct RunArgs {
-    /// Event records to generate.
-    #[arg(long, default_value_t = 200_000)]
-    pub records: u64,
-    /// Rows to print per view.
-    #[arg(long, default_value_t = 5)]
-    pub top: usize,
-    /// Where to keep the generated stream and the snapshot (a temporary directory by default).
+    /// A TOML file with any of these settings (flags given on the command line win).
     #[arg(long)]
-    pub dir: Option<PathBuf>,
-    #[command(flatten)]
-    pub engine: EngineArgs,
+    pub config: Option<PathBuf>,
+    /// Serve a recorded stream (replayed as fast as possible, then kept) instead of the live generator.
+    #[arg(long)]
+    pub replay: Option<PathBuf>,
+    /// Read the events from Kafka brokers (see the Kafka section of the README).
+    #[arg(long)]
+    pub kafka: Option<String>,
+    /// Take the tables (initial rows and changes) from a recorded stream's files.
+    #[arg(long)]
+    pub tables: Option<PathBuf>,
+    /// Read the tables from PostgreSQL by logical replication.
+    #[arg(long)]
+    pub postgres: Option<String>,
+    /// Write continuous Parquet to a directory or s3://bucket/prefix.
+    #[arg(long)]
+    pub sink: Option<String>,
+    /// Address of the HTTP server (default 127.0.0.1:8080; port 0 picks a free one).
+    #[arg(long)]
+    pub http: Option<String>,
+    /// Worker threads (default 2).
+    #[arg(short = 'w', long)]
+    pub workers: Option<usize>,
+    /// Live generator: multiple of real time (default 60: a simulated minute per second).
+    #[arg(long)]
+    pub speed: Option<f64>,
+    /// Live generator: multiplier on the seed's hourly volumes (default 1).
+    #[arg(long)]
+    pub volume: Option<f64>,
+    /// Live generator: random seed (default 42).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Live generator: users (default 10000).
+    #[arg(long)]
+    pub users: Option<usize>,
+    /// Live generator: products (default 1000).
+    #[arg(long)]
+    pub products: Option<usize>,
+    /// Live generator: fraction of sessions turned into a fraud pattern (default 0.002).
+    #[arg(long)]
+    pub anomaly_rate: Option<f64>,
+    /// Live generator: fraction of malformed or invalid records (default 0.001).
+    #[arg(long)]
+    pub bad_rate: Option<f64>,
+    /// Live generator: stop after this many records (default: practically never).
+    #[arg(long)]
+    pub records: Option<u64>,
+    /// Tick length in milliseconds (default 1000).
+    #[arg(long)]
+    pub tick_ms: Option<u64>,
+    /// Allowed lateness in milliseconds (default 5000).
+    #[arg(long)]
+    pub lateness_ms: Option<u64>,
+    /// Replay: records per batch (default 20000).
+    #[arg(long)]
+    pub batch: Option<usize>,
+    /// Live source: milliseconds between batches (default 100).
+    #[arg(long)]
+    pub flush_ms: Option<u64>,
+    /// A TOML file with the fraud rules.
+    #[arg(long)]
+    pub fraud_config: Option<PathBuf>,
+    /// A bearer token and its scopes, `TOKEN=view,view,metrics` or `TOKEN=*` (repeatable; also SHOPDIFF_TOKENS).
+    #[arg(long = "token")]
+    pub tokens: Vec<String>,
+    /// Serve without tokens even on a non-loopback address.
+    #[arg(long)]
+    pub allow_anonymous: bool,
+    /// Keep this much `as_of` history for `as_of=` reads and `since=` resumes (default 3600000).
+    #[arg(long)]
+    pub history_ms: Option<u64>,
+    /// Events buffered per subscriber before a slow one is disconnected (default 1024).
+    #[arg(long)]
+    pub subscriber_buffer: Option<usize>,
+    /// Stop after this many seconds (default: run until Ctrl-C).
+    #[arg(long)]
+    pub exit_after: Option<f64>,
+}
+
+/// The config-file twin of [`RunArgs`].
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RunFile {
+    replay: Option<PathBuf>,
+    kafka: Option<String>,
+    tables: Option<PathBuf>,
+    postgres: Option<String>,
+    sink: Option<String>,
+    http: Option<String>,
+    workers: Option<usize>,
+    speed: Option<f64>,
+    volume: Option<f64>,
+    seed: Option<u64>,
+    users: Option<usize>,
+    products: Option<usize>,
+    anomaly_rate: Option<f64>,
+    bad_rate: Option<f64>,
+    records: Option<u64>,
+    tick_ms: Option<u64>,
+    lateness_ms: Option<u64>,
+    batch: Option<usize>,
+    flush_ms: Option<u64>,
+    fraud_config: Option<PathBuf>,
+    tokens: Option<Vec<String>>,
+    allow_anonymous: Option<bool>,
+    history_ms: Option<u64>,
+    subscriber_buffer: Option<usize>,
+    exit_after: Option<f64>,
+}
+
+/// Merges the config file under the flags.
+fn merge_run_file(a: &RunArgs) -> anyhow::Result<RunArgs> {
+    let f: RunFile = match &a.config {
+        None => RunFile::default(),
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .map_err(|e| anyhow::anyhow!("{}: cannot read: {e}", p.display()))?;
+            toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?
+        }
+    };
+    Ok(RunArgs {
+        config: a.config.clone(),
+        replay: a.replay.clone().or(f.replay),
+        kafka: a.kafka.clone().or(f.kafka),
+        tables: a.tables.clone().or(f.tables),
+        postgres: a.postgres.clone().or(f.postgres),
+        sink: a.sink.clone().or(f.sink),
+        http: a.http.clone().or(f.http),
+        workers: a.workers.or(f.workers),
+        speed: a.speed.or(f.speed),
+        volume: a.volume.or(f.volume),
+        seed: a.seed.or(f.seed),
+        users: a.users.or(f.users),
+        products: a.products.or(f.products),
+        anomaly_rate: a.anomaly_rate.or(f.anomaly_rate),
+        bad_rate: a.bad_rate.or(f.bad_rate),
+        records: a.records.or(f.records),
+        tick_ms: a.tick_ms.or(f.tick_ms),
+        lateness_ms: a.lateness_ms.or(f.lateness_ms),
+        batch: a.batch.or(f.batch),
+        flush_ms: a.flush_ms.or(f.flush_ms),
+        fraud_config: a.fraud_config.clone().or(f.fraud_config),
+        tokens: if a.tokens.is_empty() {
+            f.tokens.unwrap_or_default()
+        } else {
+            a.tokens.clone()
+        },
+        allow_anonymous: a.allow_anonymous || f.allow_anonymous.unwrap_or(false),
+        history_ms: a.history_ms.or(f.history_ms),
+        subscriber_buffer: a.subscriber_buffer.or(f.subscriber_buffer),
+        exit_after: a.exit_after.or(f.exit_after),
+    })
+}
+
+/// Turns `shopdiff run`'s flags and config file into a [`crate::live::RunConfig`].
+pub fn run_config(a: &RunArgs) -> anyhow::Result<crate::live::RunConfig> {
+    use crate::live::{EventSource, RunConfig};
+    let a = merge_run_file(a)?;
+    for (flag, given) in [
+        ("--kafka", a.kafka.is_some()),
+        ("--postgres", a.postgres.is_some()),
+        ("--sink", a.sink.is_some()),
+        ("--tables", a.tables.is_some()),
+    ] {
+        if given {
+            anyhow::bail!("{flag} is not available in this build of shopdiff run yet (see the README's status table)");
+        }
+    }
+    let http = a.http.as_deref().unwrap_or("127.0.0.1:8080");
+    let http: std::net::SocketAddr = http
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--http {http}: not an address like 127.0.0.1:8080: {e}"))?;
+    let mut tokens = Vec::new();
+    for t in &a.tokens {
+        tokens.extend(crate::auth::parse_tokens(t).map_err(|e| anyhow::anyhow!("--token: {e}"))?);
+    }
+    if let Ok(env) = std::env::var("SHOPDIFF_TOKENS") {
+        tokens.extend(
+            crate::auth::parse_tokens(&env).map_err(|e| anyhow::anyhow!("SHOPDIFF_TOKENS: {e}"))?,
+        );
+    }
+    let auth = if !tokens.is_empty() {
+        crate::auth::Auth::with_tokens(tokens)
+    } else if http.ip().is_loopback() || a.allow_anonymous {
+        crate::auth::Auth::open()
+    } else {
+        anyhow::bail!(
+            "--http {http} is not a loopback address: give tokens (--token TOKEN=*, SHOPDIFF_TOKENS, or tokens in --config), or --allow-anonymous"
+        );
+    };
+    let tick_ms = a.tick_ms.unwrap_or(1000).max(1);
+    let time = TimeConfig {
+        tick_ms,
+        lateness_ms: a.lateness_ms.unwrap_or(5000),
+    };
+    let views = ViewsConfig {
+        tick_ms,
+        fraud: load_fraud(a.fraud_config.as_deref())?,
+    };
+    let source = match &a.replay {
+        Some(dir) => EventSource::Replay {
+            dir: dir.clone(),
+            batch: a.batch.unwrap_or(20_000),
+        },
+        None => {
+            let gen = GenConfig {
+                seed: a.seed.unwrap_or(42),
+                users: a.users.unwrap_or(10_000),
+                products: a.products.unwrap_or(1_000),
+                start: crate::live::wall_ms(),
+                records: a.records.unwrap_or(1_000_000_000),
+                volume: a.volume.unwrap_or(1.0),
+                anomaly_rate: a.anomaly_rate.unwrap_or(0.002),
+                bad_rate: a.bad_rate.unwrap_or(0.001),
+                ..GenConfig::default()
+            };
+            gen.validate()
+                .map_err(|e| anyhow::anyhow!("generator settings: {e}"))?;
+            EventSource::Generator {
+                gen,
+                speed: a.speed.unwrap_or(60.0),
+            }
+        }
+    };
+    Ok(RunConfig {
+        workers: a.workers.unwrap_or(2).max(1),
+        time,
+        views,
+        source,
+        http,
+        auth,
+        history: crate::store::HistoryConfig {
+            span_ms: a.history_ms.unwrap_or(3_600_000),
+            ..Default::default()
+        },
+        subscriber_buffer: a.subscriber_buffer.unwrap_or(1024).max(1),
+        flush_ms: a.flush_ms.unwrap_or(100),
+        exit_after: a.exit_after.map(std::time::Duration::from_secs_f64),
+        progress: true,
+    })
 }
 
 /// Runs the command line; returns the process exit code.
 pub fn main() -> i32 {
     let cli = Cli::parse();
     let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                // a client that hangs up mid-stream is not an error of ours
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,warp::server=off")),
+        )
         .with_writer(std::io::stderr)
         .try_init();
     let res = match cli.cmd {
         Cmd::Replay(a) => replay_cmd(&a),
         Cmd::Generate(a) => generate_cmd(&a).map(|_| ()),
         Cmd::Run(a) => run_cmd(&a),
+        Cmd::Demo(a) => demo_cmd(&a),
     };
     match res {
         Ok(()) => 0,
@@ -250,9 +489,28 @@ fn generate_cmd(a: &GenerateArgs) -> anyhow::Result<()> {
 }
 
 fn run_cmd(a: &RunArgs) -> anyhow::Result<()> {
+    crate::live::run(run_config(a)?)
+}
+
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// Event records to generate.
+    #[arg(long, default_value_t = 200_000)]
+    pub records: u64,
+    /// Rows to print per view.
+    #[arg(long, default_value_t = 5)]
+    pub top: usize,
+    /// Where to keep the generated stream and the snapshot (a temporary directory by default).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+}
+
+fn demo_cmd(a: &DemoArgs) -> anyhow::Result<()> {
     let dir = match &a.dir {
         Some(d) => d.clone(),
-        None => std::env::temp_dir().join(format!("shopdiff-run-{}", std::process::id())),
+        None => std::env::temp_dir().join(format!("shopdiff-demo-{}", std::process::id())),
     };
     let stream = dir.join("stream");
     eprintln!("generating {} records into {}", a.records, stream.display());

@@ -1,7 +1,11 @@
 //! shopdiff's runtime and binary: timely workers, the views' dataflows, view stores, and the
 //! `shopdiff` command line. The only crate that sees all the others.
 
+pub mod auth;
 pub mod cli;
+pub mod http;
+pub mod live;
+pub mod metrics;
 pub mod runtime;
 pub mod store;
 

@@ -7,7 +7,7 @@
 //! key. Workers take a new batch only while fewer than [`MAX_IN_FLIGHT`] are incomplete, which
 //! bounds memory; the feeder blocks on the workers' bounded queues.
 
-use crate::store::{Stores, ViewStore};
+use crate::store::{HistoryConfig, Stores, ViewStore};
 use crossbeam_channel::{bounded, Receiver, Sender, TryRecvError};
 use differential_dataflow::input::{Input, InputSession};
 use shopdiff_connectors::Batch;
@@ -21,6 +21,7 @@ use shopdiff_schemas::rows::{
 };
 use shopdiff_schemas::tables::{Customer, IpRep, Product, TableRow};
 use shopdiff_schemas::{Reason, Source, Str};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use timely::dataflow::operators::probe::Handle;
@@ -70,23 +71,23 @@ struct Sinks {
 }
 
 impl Sinks {
-    fn new(tick: u64) -> Sinks {
+    fn new(tick: u64, h: HistoryConfig) -> Sinks {
         Sinks {
-            rfm: ViewStore::new(rows::RFM, tick),
-            rfm_segments: ViewStore::new(rows::RFM_SEGMENTS, tick),
-            cohorts: ViewStore::new(rows::COHORTS, tick),
-            revenue_hourly: ViewStore::new(rows::REVENUE_HOURLY, tick),
-            revenue_daily: ViewStore::new(rows::REVENUE_DAILY, tick),
-            fraud_alerts: ViewStore::new(rows::FRAUD_ALERTS, tick),
-            product_performance: ViewStore::new(rows::PRODUCT_PERFORMANCE, tick),
-            inventory: ViewStore::new(rows::INVENTORY, tick),
-            funnel_daily: ViewStore::new(rows::FUNNEL_DAILY, tick),
-            data_quality: ViewStore::new(rows::DATA_QUALITY, tick),
+            rfm: ViewStore::with_history(rows::RFM, tick, h),
+            rfm_segments: ViewStore::with_history(rows::RFM_SEGMENTS, tick, h),
+            cohorts: ViewStore::with_history(rows::COHORTS, tick, h),
+            revenue_hourly: ViewStore::with_history(rows::REVENUE_HOURLY, tick, h),
+            revenue_daily: ViewStore::with_history(rows::REVENUE_DAILY, tick, h),
+            fraud_alerts: ViewStore::with_history(rows::FRAUD_ALERTS, tick, h),
+            product_performance: ViewStore::with_history(rows::PRODUCT_PERFORMANCE, tick, h),
+            inventory: ViewStore::with_history(rows::INVENTORY, tick, h),
+            funnel_daily: ViewStore::with_history(rows::FUNNEL_DAILY, tick, h),
+            data_quality: ViewStore::with_history(rows::DATA_QUALITY, tick, h),
         }
     }
 
     fn stores(&self) -> Stores {
-        let mut s = Stores::default();
+        let mut s = Stores::new(self.rfm.tick());
         s.add(self.rfm.clone());
         s.add(self.rfm_segments.clone());
         s.add(self.cohorts.clone());
@@ -104,8 +105,12 @@ impl Sinks {
 /// A running engine: its workers, their queues and the view stores.
 pub struct Engine {
     senders: Vec<Sender<Msg>>,
-    guards: Option<timely::communication::WorkerGuards<()>>,
+    /// Behind a mutex only so that an `Engine` can be shared (`WorkerGuards` is not `Sync`).
+    guards: std::sync::Mutex<Option<timely::communication::WorkerGuards<()>>>,
     stores: Stores,
+    publisher: Option<std::thread::JoinHandle<()>>,
+    stop: Arc<AtomicBool>,
+    fed_frontier: std::sync::atomic::AtomicU64,
 }
 
 struct Inputs {
@@ -237,7 +242,7 @@ fn worker_loop(
         worker.step_or_park(Some(Duration::from_millis(1)));
         probe.with_frontier(|f| {
             if let Some(t) = f.first() {
-                stores.advance(*t);
+                stores.notify(*t);
             }
         });
         if finishing && !less_than(&probe, *inputs.lines.time()) {
@@ -249,7 +254,12 @@ fn worker_loop(
 impl Engine {
     /// Starts the workers and builds every view's dataflow.
     pub fn start(cfg: &EngineConfig) -> Result<Engine, String> {
-        let sinks = Sinks::new(cfg.views.tick_ms);
+        Self::start_with(cfg, HistoryConfig::default())
+    }
+
+    /// Starts the workers, keeping `history` of every view for older reads and resumes.
+    pub fn start_with(cfg: &EngineConfig, history: HistoryConfig) -> Result<Engine, String> {
+        let sinks = Sinks::new(cfg.views.tick_ms, history);
         let stores = sinks.stores();
         let views = cfg.views;
         let workers = cfg.workers.max(1);
@@ -267,10 +277,19 @@ impl Engine {
             let Some(rx) = rx else { return };
             worker_loop(worker, rx, sinks.clone(), &views, worker_stores.clone());
         })?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let (pub_stores, pub_stop) = (stores.clone(), stop.clone());
+        let publisher = std::thread::Builder::new()
+            .name("publisher".into())
+            .spawn(move || pub_stores.publish_until(&pub_stop))
+            .map_err(|e| format!("cannot start the publisher thread: {e}"))?;
         Ok(Engine {
             senders,
-            guards: Some(guards),
+            guards: std::sync::Mutex::new(Some(guards)),
             stores,
+            publisher: Some(publisher),
+            stop,
+            fed_frontier: Default::default(),
         })
     }
 
@@ -280,6 +299,7 @@ impl Engine {
 
     /// Hands a batch to the workers, split round-robin; blocks while their queues are full.
     pub fn feed(&self, b: Batch) -> bool {
+        self.fed_frontier.fetch_max(b.frontier, Ordering::Relaxed);
         let n = self.senders.len();
         let mut parts: Vec<Part> = (0..n)
             .map(|_| Part {
@@ -311,11 +331,35 @@ impl Engine {
         for s in &self.senders {
             let _ = s.send(Msg::Finish);
         }
-        if let Some(g) = self.guards.take() {
+        let guards = self.guards.lock().ok().and_then(|mut g| g.take());
+        if let Some(g) = guards {
             for r in g.join() {
                 r?;
             }
         }
+        self.stop_publisher();
+        // everything below the last frontier fed is complete
+        self.stores
+            .advance(self.fed_frontier.load(Ordering::Relaxed));
         Ok(self.stores.clone())
+    }
+
+    /// The largest frontier fed so far.
+    pub fn fed_frontier(&self) -> u64 {
+        self.fed_frontier.load(Ordering::Relaxed)
+    }
+
+    fn stop_publisher(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.stores.notify(0);
+        if let Some(p) = self.publisher.take() {
+            let _ = p.join();
+        }
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.stop_publisher();
     }
 }

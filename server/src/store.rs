@@ -1,16 +1,146 @@
-//! View stores: each view's rows at the latest complete `as_of`, fed by the dataflow's deltas.
+//! View stores: every view's rows at one consistent `as_of`, a bounded history of its updates,
+//! and the change feed that subscriptions and sinks follow.
 //!
-//! Workers push `(row, time, diff)` updates as their operators produce them; when the probe says
-//! every time below a frontier is complete, the store folds the pending updates below it and its
-//! `as_of` becomes `frontier - tick`. Readers therefore always see one consistent `as_of`.
+//! Workers push `(row, time, diff)` updates into a view's pending list as their operators
+//! produce them, and report the probe's frontier with [`Stores::notify`]. A publisher thread
+//! (or [`Stores::advance`] called directly) folds every pending update below a new frontier
+//! into all views *under one write lock*, so a reader that takes the read lock sees every view
+//! at the same `as_of = frontier - tick`. The dataflow never waits for readers: workers only
+//! append to a pending list; a long read delays the publisher, never a worker.
+//!
+//! Rows are kept in a `BTreeMap` by primary key ([`KeyVal`]s), so a key lookup is
+//! `O(log n)` and a full read comes out in key order. Updates folded in are also kept, with
+//! their times, in a history bounded by `as_of` span and size: a read at an older `as_of`
+//! subtracts the updates after it, and a subscription resumed with `since=` replays them.
 
-use shopdiff_schemas::rows::{Row, Value, ViewDef};
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use shopdiff_schemas::rows::{ColKind, Row, Value, ViewDef};
+use shopdiff_schemas::Str;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
+use std::time::Duration;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // a panicking worker poisons the lock; the data is still consistent per update
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// One value of a primary key, ordered as the column's type orders.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum KeyVal {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Str(Str),
+}
+
+impl KeyVal {
+    pub fn of(v: &Value) -> KeyVal {
+        match v {
+            Value::Null => KeyVal::Null,
+            Value::Bool(b) => KeyVal::Bool(*b),
+            Value::Int(i) | Value::Money(i) | Value::Time(i) => KeyVal::Int(*i),
+            Value::Ratio(i, _) => KeyVal::Int(*i),
+            Value::Number(n) => KeyVal::Int(n.to_bits() as i64),
+            Value::Str(s) => KeyVal::Str(s.clone()),
+        }
+    }
+
+    /// Parses a key value given as text in a query, as the column's JSON shows it.
+    pub fn parse(kind: ColKind, text: &str) -> Result<KeyVal, String> {
+        match kind {
+            ColKind::String => Ok(KeyVal::Str(Str::from(text))),
+            ColKind::Integer => text
+                .parse::<i64>()
+                .map(KeyVal::Int)
+                .map_err(|_| format!("`{text}` is not an integer")),
+            ColKind::Money => shopdiff_schemas::money::parse_cents(text)
+                .map(KeyVal::Int)
+                .map_err(|e| format!("`{text}` is not an amount: {e:?}")),
+            ColKind::Time => shopdiff_schemas::time::parse_rfc3339(text)
+                .map(KeyVal::Int)
+                .ok_or_else(|| format!("`{text}` is not an RFC 3339 time")),
+            ColKind::Boolean => match text {
+                "true" => Ok(KeyVal::Bool(true)),
+                "false" => Ok(KeyVal::Bool(false)),
+                _ => Err(format!("`{text}` is not true or false")),
+            },
+            ColKind::Ratio(_) | ColKind::Number => {
+                Err("ratio and number columns are not keys".into())
+            }
+        }
+    }
+}
+
+/// A primary key.
+pub type Key = Vec<KeyVal>;
+
+/// How much history a store keeps for `as_of=` reads and `since=` resumes.
+#[derive(Debug, Clone, Copy)]
+pub struct HistoryConfig {
+    /// Keep updates of the last `span_ms` of `as_of`.
+    pub span_ms: u64,
+    /// And at most this many updates per view (older ones are dropped first).
+    pub max_updates: usize,
+}
+
+impl Default for HistoryConfig {
+    fn default() -> Self {
+        HistoryConfig {
+            span_ms: 3_600_000,
+            max_updates: 1_000_000,
+        }
+    }
+}
+
+/// The changes of one view at one `as_of`, as delta columns (see [`ViewDef::delta_columns`]).
+#[derive(Debug, Clone)]
+pub struct Delta {
+    pub as_of: u64,
+    pub diffs: Arc<Vec<(Vec<Value>, isize)>>,
+}
+
+/// What a subscriber receives.
+#[derive(Debug, Clone)]
+pub enum Feed {
+    Update(Delta),
+    Progress(u64),
+}
+
+/// Why a subscription ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ended {
+    Behind(usize),
+    Shutdown,
+}
+
+struct Subscriber {
+    tx: tokio::sync::mpsc::Sender<Feed>,
+    ended: Arc<Mutex<Option<Ended>>>,
+}
+
+/// An advance of all views: the new `as_of` and each view's changes (empty when none).
+#[derive(Debug, Clone)]
+pub struct Advance {
+    pub as_of: u64,
+    pub views: Vec<(ViewDef, Arc<Vec<(Vec<Value>, isize)>>)>,
+}
+
+struct Folded<R> {
+    as_of: u64,
+    updates: Vec<(R, u64, isize)>,
+}
 
 struct Inner<R> {
-    rows: HashMap<R, isize>,
+    rows: BTreeMap<Key, Vec<(R, isize)>>,
+    count: usize,
     pending: Vec<(R, u64, isize)>,
+    history: VecDeque<Folded<R>>,
+    history_len: usize,
+    /// The smallest `as_of` the history can still answer.
+    floor: u64,
+    subscribers: Vec<Subscriber>,
+    /// The frontier this view has been folded to.
     frontier: u64,
 }
 
@@ -19,24 +149,51 @@ pub struct ViewStore<R: Row> {
     def: ViewDef,
     tick: u64,
     inner: Mutex<Inner<R>>,
+    history: HistoryConfig,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // a panicking worker poisons the lock; the data is still consistent per update
-    m.lock().unwrap_or_else(|e| e.into_inner())
+fn key_of<R: Row>(def: &ViewDef, r: &R) -> Key {
+    r.values(0)[..def.key_len].iter().map(KeyVal::of).collect()
+}
+
+fn delta_values<R: Row>(def: &ViewDef, r: &R, as_of: u64) -> Vec<Value> {
+    let mut v = r.values(as_of as i64);
+    if def.columns.iter().any(|c| c.as_of_dependent) {
+        let mut i = 0;
+        v.retain(|_| {
+            let keep = !def.columns[i].as_of_dependent;
+            i += 1;
+            keep
+        });
+    }
+    v
 }
 
 impl<R: Row> ViewStore<R> {
     pub fn new(def: ViewDef, tick: u64) -> Arc<Self> {
+        Self::with_history(def, tick, HistoryConfig::default())
+    }
+
+    pub fn with_history(def: ViewDef, tick: u64, history: HistoryConfig) -> Arc<Self> {
         Arc::new(ViewStore {
             def,
             tick,
+            history,
             inner: Mutex::new(Inner {
-                rows: HashMap::new(),
+                rows: BTreeMap::new(),
+                count: 0,
                 pending: Vec::new(),
+                history: VecDeque::new(),
+                history_len: 0,
+                floor: 0,
+                subscribers: Vec::new(),
                 frontier: 0,
             }),
         })
+    }
+
+    pub fn tick(&self) -> u64 {
+        self.tick
     }
 
     /// Updates produced by a worker.
@@ -44,30 +201,224 @@ impl<R: Row> ViewStore<R> {
         lock(&self.inner).pending.extend_from_slice(updates);
     }
 
-    /// The rows at the current `as_of` (`None` before the first complete tick).
-    pub fn rows(&self) -> (Option<u64>, Vec<R>) {
+    /// The typed rows at the current `as_of` (tests and examples).
+    pub fn rows(&self) -> Vec<R> {
         let g = lock(&self.inner);
-        let as_of = self.as_of_of(g.frontier);
         let mut rows: Vec<R> = g
             .rows
-            .iter()
+            .values()
+            .flatten()
             .flat_map(|(r, n)| std::iter::repeat_n(r.clone(), (*n).max(0) as usize))
             .collect();
         rows.sort();
-        (as_of, rows)
+        rows
     }
 
-    fn as_of_of(&self, frontier: u64) -> Option<u64> {
-        frontier.checked_sub(self.tick)
+    fn apply(
+        rows: &mut BTreeMap<Key, Vec<(R, isize)>>,
+        count: &mut usize,
+        key: Key,
+        r: R,
+        d: isize,
+    ) {
+        let slot = rows.entry(key).or_default();
+        match slot.iter_mut().position(|(x, _)| *x == r) {
+            Some(i) => {
+                slot[i].1 += d;
+                if slot[i].1 == 0 {
+                    slot.swap_remove(i);
+                    *count -= 1;
+                }
+            }
+            None => {
+                slot.push((r, d));
+                *count += 1;
+            }
+        }
     }
+
+    /// Folds the updates below `frontier`; returns their consolidated changes as delta values
+    /// (only when `render` is set: there are subscribers or listeners).
+    fn fold(&self, frontier: u64, render: bool) -> Option<Arc<Vec<(Vec<Value>, isize)>>> {
+        let as_of = frontier - self.tick;
+        let mut g = lock(&self.inner);
+        let g = &mut *g;
+        g.frontier = g.frontier.max(frontier);
+        let pending = std::mem::take(&mut g.pending);
+        let (now, keep): (Vec<_>, Vec<_>) =
+            pending.into_iter().partition(|(_, t, _)| *t < frontier);
+        g.pending = keep;
+        let mut consolidated: HashMap<R, isize> = HashMap::new();
+        for (r, _, d) in &now {
+            *consolidated.entry(r.clone()).or_insert(0) += d;
+        }
+        consolidated.retain(|_, d| *d != 0);
+        let mut changes: Vec<(R, isize)> = consolidated.into_iter().collect();
+        // retractions first, so a key's old row leaves before its new row arrives
+        changes.sort_by_key(|(_, d)| *d > 0);
+        for (r, d) in &changes {
+            let key = key_of(&self.def, r);
+            Self::apply(&mut g.rows, &mut g.count, key, r.clone(), *d);
+        }
+        g.rows.retain(|_, v| !v.is_empty());
+        // history
+        if !now.is_empty() {
+            g.history_len += now.len();
+            g.history.push_back(Folded {
+                as_of,
+                updates: now,
+            });
+        }
+        let span_floor = as_of.saturating_sub(self.history.span_ms);
+        while let Some(front) = g.history.front() {
+            if front.as_of < span_floor || g.history_len > self.history.max_updates {
+                g.floor = g.floor.max(front.as_of);
+                g.history_len -= front.updates.len();
+                g.history.pop_front();
+            } else {
+                break;
+            }
+        }
+        let render = render || !g.subscribers.is_empty();
+        if !render {
+            return None;
+        }
+        let mut diffs: Vec<(Vec<Value>, isize)> = changes
+            .iter()
+            .map(|(r, d)| (delta_values(&self.def, r, as_of), *d))
+            .collect();
+        diffs.sort_by_key(|(_, d)| *d > 0);
+        let diffs = Arc::new(diffs);
+        let feed = if diffs.is_empty() {
+            Feed::Progress(as_of)
+        } else {
+            Feed::Update(Delta {
+                as_of,
+                diffs: diffs.clone(),
+            })
+        };
+        g.subscribers.retain(|s| match s.tx.try_send(feed.clone()) {
+            Ok(()) => true,
+            Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => {
+                *lock(&s.ended) = Some(Ended::Behind(s.tx.max_capacity()));
+                false
+            }
+            Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => false,
+        });
+        Some(diffs)
+    }
+
+    /// Rows (with multiplicity) at `as_of`, given the current `as_of`; `None` when the
+    /// history no longer reaches back that far.
+    fn rows_at(&self, g: &Inner<R>, as_of: u64, current: u64) -> Option<Vec<R>> {
+        let mut rows: Vec<R> = Vec::with_capacity(g.count);
+        if as_of >= current {
+            for (r, n) in g.rows.values().flatten() {
+                rows.extend(std::iter::repeat_n(r.clone(), (*n).max(0) as usize));
+            }
+            return Some(rows);
+        }
+        if as_of < g.floor {
+            return None;
+        }
+        let mut undo: HashMap<R, isize> = HashMap::new();
+        for f in g.history.iter().rev() {
+            if f.as_of <= as_of {
+                break;
+            }
+            for (r, t, d) in &f.updates {
+                if *t > as_of {
+                    *undo.entry(r.clone()).or_insert(0) -= d;
+                }
+            }
+        }
+        let mut all: BTreeMap<Key, Vec<(R, isize)>> = g.rows.clone();
+        let mut count = g.count;
+        let mut undo: Vec<(R, isize)> = undo.into_iter().filter(|(_, d)| *d != 0).collect();
+        undo.sort_by_key(|(_, d)| *d > 0);
+        for (r, d) in undo {
+            let key = key_of(&self.def, &r);
+            Self::apply(&mut all, &mut count, key, r, d);
+        }
+        for (r, n) in all.values().flatten() {
+            rows.extend(std::iter::repeat_n(r.clone(), (*n).max(0) as usize));
+        }
+        Some(rows)
+    }
+}
+
+/// A read's selection: key lookup, column filters, order, paging.
+#[derive(Debug, Clone, Default)]
+pub struct Select {
+    pub key: Option<Key>,
+    /// `(column index, wanted value as JSON text)`.
+    pub filters: Vec<(usize, String)>,
+    pub order_by: Option<usize>,
+    pub desc: bool,
+    pub limit: Option<usize>,
+    pub offset: usize,
+}
+
+/// The text a filter compares with: the value as JSON shows it, without quotes.
+pub fn filter_text(v: &Value) -> String {
+    match v {
+        Value::Null => "null".into(),
+        Value::Str(s) => s.to_string(),
+        Value::Int(i) => i.to_string(),
+        Value::Money(c) => shopdiff_schemas::money::format_cents(*c),
+        Value::Time(t) => shopdiff_schemas::time::format_rfc3339(*t),
+        Value::Ratio(v, p) => format!("{}", *v as f64 / 10f64.powi(*p as i32)),
+        Value::Number(n) => format!("{n}"),
+        Value::Bool(b) => b.to_string(),
+    }
+}
+
+fn matches(row: &[Value], filters: &[(usize, String)]) -> bool {
+    filters.iter().all(|(i, want)| {
+        let v = &row[*i];
+        let text = filter_text(v);
+        if text == *want {
+            return true;
+        }
+        // numbers compare as numbers: `monetary=12.3` matches 12.30
+        match (v.as_f64(), want.parse::<f64>()) {
+            (Some(a), Ok(b)) => a == b,
+            _ => false,
+        }
+    })
+}
+
+fn cmp_values(a: &Value, b: &Value) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    match (a, b) {
+        (Value::Null, Value::Null) => Ordering::Equal,
+        // nulls last in ascending order
+        (Value::Null, _) => Ordering::Greater,
+        (_, Value::Null) => Ordering::Less,
+        (Value::Str(x), Value::Str(y)) => x.cmp(y),
+        (Value::Bool(x), Value::Bool(y)) => x.cmp(y),
+        (Value::Time(x), Value::Time(y)) | (Value::Int(x), Value::Int(y)) => x.cmp(y),
+        (Value::Money(x), Value::Money(y)) => x.cmp(y),
+        _ => match (a.as_f64(), b.as_f64()) {
+            (Some(x), Some(y)) => x.total_cmp(&y),
+            _ => filter_text(a).cmp(&filter_text(b)),
+        },
+    }
+}
+
+/// An answer: the rows' values (all columns, in column order) and how many matched.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub rows: Vec<Vec<Value>>,
+    pub total: usize,
 }
 
 /// A view store seen without its row type.
 pub trait AnyView: Send + Sync {
     fn def(&self) -> ViewDef;
-    /// Every time below `frontier` is complete: fold it in.
-    fn advance(&self, frontier: u64);
-    /// The `as_of` and every row's values at it, sorted by key.
+    /// Every time below `frontier` is complete: fold it in (call through [`Stores`]).
+    fn fold_to(&self, frontier: u64, render: bool) -> Option<Arc<Vec<(Vec<Value>, isize)>>>;
+    /// Every row's values at the store's current `as_of` (no selection), sorted by key.
     fn snapshot(&self) -> (Option<u64>, Vec<Vec<Value>>);
     /// Number of rows.
     fn len(&self) -> usize;
@@ -76,6 +427,31 @@ pub trait AnyView: Send + Sync {
     }
     /// The current `as_of`.
     fn as_of(&self) -> Option<u64>;
+    /// A selection at `as_of` (the current `as_of` is `current`); `None` when history is gone.
+    fn select(&self, sel: &Select, as_of: u64, current: u64) -> Option<Answer>;
+    /// Registers a subscriber; returns the snapshot at `current` (unless resuming), or the
+    /// history after `since`; `None` when `since` is older than the history.
+    fn subscribe(&self, sub: SubscribeReq, current: u64) -> Option<Subscription>;
+    /// Updates kept for history.
+    fn history_len(&self) -> usize;
+    fn subscribers(&self) -> usize;
+    /// Approximate bytes of maintained rows (for metrics).
+    fn approx_bytes(&self) -> usize;
+}
+
+/// A subscription request.
+pub struct SubscribeReq {
+    pub since: Option<u64>,
+    pub capacity: usize,
+}
+
+/// A registered subscription: its first event(s), the live feed and how it ended.
+pub struct Subscription {
+    pub snapshot: Option<(u64, Vec<Vec<Value>>)>,
+    /// History after `since` (when resuming), in `as_of` order.
+    pub backlog: Vec<Delta>,
+    pub rx: tokio::sync::mpsc::Receiver<Feed>,
+    pub ended: Arc<Mutex<Option<Ended>>>,
 }
 
 impl<R: Row> AnyView for ViewStore<R> {
@@ -83,50 +459,219 @@ impl<R: Row> AnyView for ViewStore<R> {
         self.def
     }
 
-    fn advance(&self, frontier: u64) {
-        let mut g = lock(&self.inner);
-        if frontier <= g.frontier {
-            return;
-        }
-        let pending = std::mem::take(&mut g.pending);
-        let mut keep = Vec::new();
-        for (r, t, d) in pending {
-            if t < frontier {
-                let n = g.rows.entry(r.clone()).or_insert(0);
-                *n += d;
-                if *n == 0 {
-                    g.rows.remove(&r);
-                }
-            } else {
-                keep.push((r, t, d));
-            }
-        }
-        g.pending = keep;
-        g.frontier = frontier;
+    fn fold_to(&self, frontier: u64, render: bool) -> Option<Arc<Vec<(Vec<Value>, isize)>>> {
+        self.fold(frontier, render)
     }
 
     fn snapshot(&self) -> (Option<u64>, Vec<Vec<Value>>) {
-        let (as_of, rows) = self.rows();
-        let t = as_of.unwrap_or(0) as i64;
-        (as_of, rows.iter().map(|r| r.values(t)).collect())
+        let as_of = self.as_of();
+        let t = as_of.unwrap_or(0);
+        let g = lock(&self.inner);
+        let rows = g
+            .rows
+            .values()
+            .flatten()
+            .flat_map(|(r, n)| std::iter::repeat_n(r.values(t as i64), (*n).max(0) as usize))
+            .collect();
+        (as_of, rows)
     }
 
     fn len(&self) -> usize {
-        lock(&self.inner).rows.len()
+        lock(&self.inner).count
     }
 
     fn as_of(&self) -> Option<u64> {
-        self.as_of_of(lock(&self.inner).frontier)
+        let f = lock(&self.inner).frontier;
+        if f == 0 {
+            None
+        } else {
+            f.checked_sub(self.tick)
+        }
+    }
+
+    fn select(&self, sel: &Select, as_of: u64, current: u64) -> Option<Answer> {
+        let g = lock(&self.inner);
+        let t = as_of as i64;
+        let mut out: Vec<Vec<Value>> = Vec::new();
+        if as_of >= current {
+            let iter: Box<dyn Iterator<Item = &(R, isize)>> = match &sel.key {
+                Some(k) => Box::new(g.rows.get(k).into_iter().flatten()),
+                None => Box::new(g.rows.values().flatten()),
+            };
+            for (r, n) in iter {
+                let v = r.values(t);
+                if matches(&v, &sel.filters) {
+                    for _ in 0..(*n).max(0) {
+                        out.push(v.clone());
+                    }
+                }
+            }
+        } else {
+            let rows = self.rows_at(&g, as_of, current)?;
+            drop(g);
+            for r in rows {
+                let v = r.values(t);
+                let key_ok = sel.key.as_ref().is_none_or(|k| {
+                    v[..self.def.key_len]
+                        .iter()
+                        .map(KeyVal::of)
+                        .eq(k.iter().cloned())
+                });
+                if key_ok && matches(&v, &sel.filters) {
+                    out.push(v);
+                }
+            }
+            out.sort_by(|a, b| {
+                a[..self.def.key_len]
+                    .iter()
+                    .map(KeyVal::of)
+                    .cmp(b[..self.def.key_len].iter().map(KeyVal::of))
+            });
+        }
+        let total = out.len();
+        if let Some(i) = sel.order_by {
+            let desc = sel.desc;
+            let by = |a: &Vec<Value>, b: &Vec<Value>| {
+                let o = cmp_values(&a[i], &b[i]);
+                if desc {
+                    o.reverse()
+                } else {
+                    o
+                }
+            };
+            let want = sel.offset.saturating_add(sel.limit.unwrap_or(usize::MAX));
+            if want < out.len() / 2 && want > 0 {
+                // top-k: partition then sort only the head
+                out.select_nth_unstable_by(want - 1, by);
+                out.truncate(want);
+            }
+            out.sort_by(by);
+        }
+        let rows: Vec<Vec<Value>> = out
+            .into_iter()
+            .skip(sel.offset)
+            .take(sel.limit.unwrap_or(usize::MAX))
+            .collect();
+        Some(Answer { rows, total })
+    }
+
+    fn subscribe(&self, req: SubscribeReq, current: u64) -> Option<Subscription> {
+        let mut g = lock(&self.inner);
+        let (tx, rx) = tokio::sync::mpsc::channel(req.capacity.max(1));
+        let ended = Arc::new(Mutex::new(None));
+        let (snapshot, backlog) = match req.since {
+            None => {
+                let t = current as i64;
+                let rows = g
+                    .rows
+                    .values()
+                    .flatten()
+                    .flat_map(|(r, n)| std::iter::repeat_n(r.values(t), (*n).max(0) as usize))
+                    .collect();
+                (Some((current, rows)), Vec::new())
+            }
+            Some(since) => {
+                if since < g.floor || since > current {
+                    return None;
+                }
+                let mut backlog = Vec::new();
+                for f in g.history.iter() {
+                    if f.as_of <= since {
+                        continue;
+                    }
+                    let mut c: HashMap<&R, isize> = HashMap::new();
+                    for (r, t, d) in &f.updates {
+                        if *t > since {
+                            *c.entry(r).or_insert(0) += d;
+                        }
+                    }
+                    let mut diffs: Vec<(Vec<Value>, isize)> = c
+                        .into_iter()
+                        .filter(|(_, d)| *d != 0)
+                        .map(|(r, d)| (delta_values(&self.def, r, f.as_of), d))
+                        .collect();
+                    diffs.sort_by_key(|(_, d)| *d > 0);
+                    backlog.push(Delta {
+                        as_of: f.as_of,
+                        diffs: Arc::new(diffs),
+                    });
+                }
+                (None, backlog)
+            }
+        };
+        g.subscribers.push(Subscriber {
+            tx,
+            ended: ended.clone(),
+        });
+        Some(Subscription {
+            snapshot,
+            backlog,
+            rx,
+            ended,
+        })
+    }
+
+    fn history_len(&self) -> usize {
+        lock(&self.inner).history_len
+    }
+
+    fn subscribers(&self) -> usize {
+        lock(&self.inner).subscribers.len()
+    }
+
+    fn approx_bytes(&self) -> usize {
+        let g = lock(&self.inner);
+        (g.count + g.history_len + g.pending.len())
+            * (std::mem::size_of::<R>() + 3 * std::mem::size_of::<usize>())
     }
 }
 
-/// Every view's store, by name.
+/// Every view's store, by name, advanced together to one shared `as_of`.
 #[derive(Clone, Default)]
 pub struct Stores {
     views: Vec<Arc<dyn AnyView>>,
+    shared: Arc<Shared>,
+}
+
+#[derive(Default)]
+struct Shared {
+    tick: AtomicU64,
+    /// The frontier every view has been folded to (0: nothing yet). Readers hold it read.
+    frontier: RwLock<u64>,
+    /// The latest frontier the workers reported, and a wake-up for the publisher.
+    reported: Mutex<u64>,
+    wake: Condvar,
+    listeners: Mutex<Vec<crossbeam_channel::Sender<Arc<Advance>>>>,
+    advances: AtomicU64,
+}
+
+/// A consistent read of several views: the read lock held while it lives.
+pub struct ReadGuard<'a> {
+    stores: &'a Stores,
+    frontier: std::sync::RwLockReadGuard<'a, u64>,
+}
+
+impl ReadGuard<'_> {
+    /// The `as_of` every view is at (`None` before the first complete tick).
+    pub fn as_of(&self) -> Option<u64> {
+        let tick = self.stores.shared.tick.load(Ordering::Relaxed);
+        if *self.frontier == 0 {
+            None
+        } else {
+            self.frontier.checked_sub(tick)
+        }
+    }
+    pub fn get(&self, name: &str) -> Option<&Arc<dyn AnyView>> {
+        self.stores.get(name)
+    }
 }
 
 impl Stores {
+    pub fn new(tick: u64) -> Stores {
+        let s = Stores::default();
+        s.shared.tick.store(tick, Ordering::Relaxed);
+        s
+    }
     pub fn add(&mut self, v: Arc<dyn AnyView>) {
         self.views.push(v);
     }
@@ -136,9 +681,110 @@ impl Stores {
     pub fn iter(&self) -> impl Iterator<Item = &Arc<dyn AnyView>> {
         self.views.iter()
     }
+    pub fn tick(&self) -> u64 {
+        self.shared.tick.load(Ordering::Relaxed)
+    }
+
+    /// Takes the read lock: every view stays at one `as_of` while the guard lives.
+    pub fn read(&self) -> ReadGuard<'_> {
+        ReadGuard {
+            stores: self,
+            frontier: self
+                .shared
+                .frontier
+                .read()
+                .unwrap_or_else(|e| e.into_inner()),
+        }
+    }
+
+    /// The shared `as_of` (`None` before the first complete tick).
+    pub fn as_of(&self) -> Option<u64> {
+        self.read().as_of()
+    }
+
+    /// How many advances have been folded (metrics).
+    pub fn advances(&self) -> u64 {
+        self.shared.advances.load(Ordering::Relaxed)
+    }
+
+    /// Receives every advance (as_of and all views' changes), blocking the publisher when
+    /// full: for durable consumers such as sinks. Dropping the receiver unregisters it.
+    pub fn listen(&self, capacity: usize) -> crossbeam_channel::Receiver<Arc<Advance>> {
+        let (tx, rx) = crossbeam_channel::bounded(capacity.max(1));
+        lock(&self.shared.listeners).push(tx);
+        rx
+    }
+
+    /// A worker saw the probe pass `frontier`: wake the publisher.
+    pub fn notify(&self, frontier: u64) {
+        let mut r = lock(&self.shared.reported);
+        if frontier > *r {
+            *r = frontier;
+            self.shared.wake.notify_all();
+        }
+    }
+
+    /// The publisher: folds reported frontiers until `stop` says so and nothing is left.
+    pub fn publish_until(&self, stop: &std::sync::atomic::AtomicBool) {
+        loop {
+            let target = {
+                let r = lock(&self.shared.reported);
+                let (r, _) = self
+                    .shared
+                    .wake
+                    .wait_timeout_while(r, Duration::from_millis(20), |r| {
+                        *r <= self.folded() && !stop.load(Ordering::Relaxed)
+                    })
+                    .unwrap_or_else(|e| e.into_inner());
+                *r
+            };
+            if target > self.folded() {
+                self.advance(target);
+            } else if stop.load(Ordering::Relaxed) {
+                return;
+            }
+        }
+    }
+
+    fn folded(&self) -> u64 {
+        *self
+            .shared
+            .frontier
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Folds every view to `frontier` at once (no-op unless it moves forward).
     pub fn advance(&self, frontier: u64) {
+        let tick = self.tick();
+        if frontier < tick {
+            return;
+        }
+        let mut f = self
+            .shared
+            .frontier
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        if frontier <= *f {
+            return;
+        }
+        let mut listeners = lock(&self.shared.listeners);
+        let render = !listeners.is_empty();
+        let mut views = Vec::with_capacity(self.views.len());
         for v in &self.views {
-            v.advance(frontier);
+            let d = v.fold_to(frontier, render);
+            if let Some(d) = d {
+                views.push((v.def(), d));
+            }
+        }
+        *f = frontier;
+        self.shared.advances.fetch_add(1, Ordering::Relaxed);
+        if render {
+            let adv = Arc::new(Advance {
+                as_of: frontier - tick,
+                views,
+            });
+            listeners.retain(|l| l.send(adv.clone()).is_ok());
         }
     }
 }

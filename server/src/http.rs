@@ -1,0 +1,796 @@
+//! The query server (contract section 6): reads, multi-view queries, subscriptions (SSE),
+//! metrics, health and the dashboard, over warp.
+//!
+//! Every answer comes from the [`Stores`] under their read lock, so it is at one `as_of`;
+//! nothing recomputes a view. Routing is a single `GET` filter dispatching on the path, which
+//! keeps the handlers plain functions that are easy to test and time.
+//!
+//! | route | answer |
+//! |---|---|
+//! | `GET /v1/views` | every view's columns and key |
+//! | `GET /v1/views/<view>` | `{"view","as_of","rows"}`; `key=`, `<column>=`, `order_by=`, `desc=`, `limit=`, `offset=`, `as_of=` |
+//! | `GET /v1/query?views=a,b` | `{"as_of","views":{"a":{"rows"}}}` at one shared `as_of` |
+//! | `GET /v1/views/<view>/subscribe` | SSE: `snapshot`, then `update` and `progress`; `since=`, `key=`, `<column>=` |
+//! | `GET /metrics`, `/health`, `/ready`, `/` | Prometheus text, liveness, readiness, dashboard |
+
+use crate::auth::{Auth, Denied};
+use crate::metrics::Metrics;
+use crate::store::{AnyView, Delta, Ended, Feed, KeyVal, Select, Stores, SubscribeReq};
+use futures::Stream;
+use shopdiff_schemas::rows::{ColKind, Value, ViewDef};
+use std::convert::Infallible;
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::Instant;
+use warp::http::StatusCode;
+use warp::sse::Event;
+use warp::{Filter, Reply};
+
+/// The dashboard page, embedded in the binary.
+pub const DASHBOARD_HTML: &str = include_str!("../assets/dashboard.html");
+
+/// Everything a request handler needs.
+pub struct AppState {
+    pub stores: Stores,
+    pub metrics: Arc<Metrics>,
+    pub auth: Auth,
+    /// Events buffered per subscriber before it is disconnected as too slow.
+    pub subscriber_buffer: usize,
+}
+
+type Resp = warp::reply::Response;
+
+fn json_resp(status: StatusCode, body: String) -> Resp {
+    let mut r = warp::reply::with_status(body, status).into_response();
+    r.headers_mut().insert(
+        "content-type",
+        warp::http::HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+fn error(status: StatusCode, msg: &str) -> Resp {
+    json_resp(
+        status,
+        format!("{{\"error\":{}}}", serde_json::Value::from(msg)),
+    )
+}
+
+/// Writes a JSON string literal.
+fn push_str(o: &mut String, s: &str) {
+    o.push_str(&serde_json::Value::from(s).to_string());
+}
+
+/// Writes a value as the contract's JSON shows it.
+pub fn push_value(o: &mut String, v: &Value) {
+    match v {
+        Value::Null => o.push_str("null"),
+        Value::Str(s) => push_str(o, s),
+        Value::Int(i) => {
+            let _ = write!(o, "{i}");
+        }
+        Value::Money(c) => {
+            o.push('"');
+            o.push_str(&shopdiff_schemas::money::format_cents(*c));
+            o.push('"');
+        }
+        Value::Time(t) => {
+            o.push('"');
+            o.push_str(&shopdiff_schemas::time::format_rfc3339(*t));
+            o.push('"');
+        }
+        Value::Ratio(v, p) => {
+            // exact decimal text of the scaled integer: a JSON number
+            let scale = 10i64.pow(*p);
+            let (sign, a) = if *v < 0 { ("-", -v) } else { ("", *v) };
+            if *p == 0 {
+                let _ = write!(o, "{sign}{a}");
+            } else {
+                let _ = write!(o, "{sign}{}.{:0w$}", a / scale, a % scale, w = *p as usize);
+            }
+        }
+        Value::Number(n) if n.is_finite() => {
+            let _ = write!(o, "{n}");
+        }
+        Value::Number(_) => o.push_str("null"),
+        Value::Bool(b) => {
+            let _ = write!(o, "{b}");
+        }
+    }
+}
+
+/// Writes a row as an object of the given columns.
+pub fn push_row(o: &mut String, cols: &[&str], values: &[Value]) {
+    o.push('{');
+    for (i, (c, v)) in cols.iter().zip(values).enumerate() {
+        if i > 0 {
+            o.push(',');
+        }
+        push_str(o, c);
+        o.push(':');
+        push_value(o, v);
+    }
+    o.push('}');
+}
+
+fn column_names(def: &ViewDef) -> Vec<&'static str> {
+    def.columns.iter().map(|c| c.name).collect()
+}
+
+fn delta_names(def: &ViewDef) -> Vec<&'static str> {
+    def.delta_columns()
+        .into_iter()
+        .map(|i| def.columns[i].name)
+        .collect()
+}
+
+fn kind_name(k: ColKind) -> String {
+    match k {
+        ColKind::String => "string".into(),
+        ColKind::Integer => "integer".into(),
+        ColKind::Money => "decimal(18,2)".into(),
+        ColKind::Time => "timestamp".into(),
+        ColKind::Ratio(p) => format!("ratio({p})"),
+        ColKind::Number => "number".into(),
+        ColKind::Boolean => "boolean".into(),
+    }
+}
+
+/// Query parameters in order (a parameter may repeat).
+type Params = Vec<(String, String)>;
+
+fn param<'a>(q: &'a Params, name: &str) -> Option<&'a str> {
+    q.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
+/// Parameters that are not column filters.
+const RESERVED: &[&str] = &[
+    "key",
+    "order_by",
+    "desc",
+    "limit",
+    "offset",
+    "as_of",
+    "since",
+    "access_token",
+    "views",
+];
+
+fn parse_key(def: &ViewDef, text: &str) -> Result<Vec<KeyVal>, String> {
+    let cols = def.key_columns();
+    let parts: Vec<&str> = if cols.len() == 1 {
+        vec![text]
+    } else {
+        text.split(',').collect()
+    };
+    if parts.len() != cols.len() {
+        return Err(format!(
+            "key= needs {} comma-separated values ({}) for view {}",
+            cols.len(),
+            cols.iter().map(|c| c.name).collect::<Vec<_>>().join(", "),
+            def.name
+        ));
+    }
+    cols.iter()
+        .zip(parts)
+        .map(|(c, p)| KeyVal::parse(c.kind, p).map_err(|e| format!("key column {}: {e}", c.name)))
+        .collect()
+}
+
+fn parse_u64(q: &Params, name: &str) -> Result<Option<u64>, String> {
+    match param(q, name) {
+        None => Ok(None),
+        Some(v) => v
+            .parse::<u64>()
+            .map(Some)
+            .map_err(|_| format!("{name}={v}: not a non-negative integer")),
+    }
+}
+
+/// Parses a read's selection; `deltas` maps filters onto delta columns (subscriptions).
+fn parse_select(def: &ViewDef, q: &Params, deltas: bool) -> Result<Select, String> {
+    let mut sel = Select::default();
+    if let Some(k) = param(q, "key") {
+        sel.key = Some(parse_key(def, k)?);
+    }
+    let delta_cols = def.delta_columns();
+    for (k, v) in q {
+        if RESERVED.contains(&k.as_str()) {
+            continue;
+        }
+        let Some((i, c)) = def.column(k) else {
+            return Err(format!(
+                "unknown parameter or column `{k}` for view {} (columns: {})",
+                def.name,
+                column_names(def).join(", ")
+            ));
+        };
+        if deltas {
+            if c.as_of_dependent {
+                return Err(format!(
+                    "column {k} is derived at read time and not in deltas; it cannot filter a subscription"
+                ));
+            }
+            let j = delta_cols.iter().position(|x| *x == i).unwrap_or(i);
+            sel.filters.push((j, v.clone()));
+        } else {
+            sel.filters.push((i, v.clone()));
+        }
+    }
+    if let Some(o) = param(q, "order_by") {
+        match def.column(o) {
+            Some((i, _)) => sel.order_by = Some(i),
+            None => {
+                return Err(format!(
+                    "order_by={o}: no such column in view {} (columns: {})",
+                    def.name,
+                    column_names(def).join(", ")
+                ))
+            }
+        }
+    }
+    sel.desc = match param(q, "desc") {
+        None | Some("false") | Some("0") => false,
+        Some("true") | Some("1") | Some("") => true,
+        Some(v) => return Err(format!("desc={v}: use true or false")),
+    };
+    sel.limit = parse_u64(q, "limit")?.map(|v| v as usize);
+    sel.offset = parse_u64(q, "offset")?.unwrap_or(0) as usize;
+    Ok(sel)
+}
+
+fn token<'a>(q: &'a Params, header: &'a Option<String>) -> Option<&'a str> {
+    if let Some(h) = header {
+        if let Some(t) = h.strip_prefix("Bearer ") {
+            return Some(t.trim());
+        }
+    }
+    param(q, "access_token")
+}
+
+fn denied(d: Denied) -> Resp {
+    match d {
+        Denied::Missing => {
+            let mut r = error(
+                StatusCode::UNAUTHORIZED,
+                "a bearer token is required (Authorization: Bearer <token>, or access_token=)",
+            );
+            r.headers_mut().insert(
+                "www-authenticate",
+                warp::http::HeaderValue::from_static("Bearer"),
+            );
+            r
+        }
+        Denied::Unknown => error(StatusCode::UNAUTHORIZED, "unknown token"),
+        Denied::Scope(s) => error(
+            StatusCode::FORBIDDEN,
+            &format!("this token's scopes do not include {s}"),
+        ),
+    }
+}
+
+fn view_or_404<'a>(stores: &'a Stores, name: &str) -> Result<&'a Arc<dyn AnyView>, Resp> {
+    stores.get(name).ok_or_else(|| {
+        error(
+            StatusCode::NOT_FOUND,
+            &format!(
+                "no view named {name} (views: {})",
+                stores
+                    .iter()
+                    .map(|v| v.def().name)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )
+    })
+}
+
+/// Resolves `as_of=` against the current one.
+fn resolve_as_of(q: &Params, current: Option<u64>) -> Result<u64, Resp> {
+    let Some(current) = current else {
+        return Err(error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no as_of is complete yet; retry shortly (see /ready)",
+        ));
+    };
+    match parse_u64(q, "as_of") {
+        Err(e) => Err(error(StatusCode::BAD_REQUEST, &e)),
+        Ok(None) => Ok(current),
+        Ok(Some(t)) if t > current => Err(error(
+            StatusCode::BAD_REQUEST,
+            &format!("as_of={t} is not complete yet (current as_of {current})"),
+        )),
+        Ok(Some(t)) => Ok(t),
+    }
+}
+
+fn gone(view: &str, as_of: u64) -> Resp {
+    error(
+        StatusCode::GONE,
+        &format!("as_of={as_of} of view {view} is older than the history this server holds (see --history-ms)"),
+    )
+}
+
+fn list_views(stores: &Stores) -> Resp {
+    let mut o = String::from("{\"views\":[");
+    for (i, v) in stores.iter().enumerate() {
+        let d = v.def();
+        if i > 0 {
+            o.push(',');
+        }
+        o.push_str("{\"name\":");
+        push_str(&mut o, d.name);
+        o.push_str(",\"key\":[");
+        for (j, c) in d.key_columns().iter().enumerate() {
+            if j > 0 {
+                o.push(',');
+            }
+            push_str(&mut o, c.name);
+        }
+        o.push_str("],\"columns\":[");
+        for (j, c) in d.columns.iter().enumerate() {
+            if j > 0 {
+                o.push(',');
+            }
+            o.push_str("{\"name\":");
+            push_str(&mut o, c.name);
+            o.push_str(",\"type\":");
+            push_str(&mut o, &kind_name(c.kind));
+            let _ = write!(
+                o,
+                ",\"nullable\":{},\"in_deltas\":{}}}",
+                c.nullable, !c.as_of_dependent
+            );
+        }
+        o.push_str("]}");
+    }
+    o.push_str("]}");
+    json_resp(StatusCode::OK, o)
+}
+
+fn read_view(state: &AppState, name: &str, q: &Params) -> Resp {
+    let view = match view_or_404(&state.stores, name) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let def = view.def();
+    let sel = match parse_select(&def, q, false) {
+        Ok(s) => s,
+        Err(e) => return error(StatusCode::BAD_REQUEST, &e),
+    };
+    let guard = state.stores.read();
+    let current = guard.as_of();
+    let as_of = match resolve_as_of(q, current) {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    let Some(ans) = view.select(&sel, as_of, current.unwrap_or(as_of)) else {
+        return gone(name, as_of);
+    };
+    drop(guard);
+    let cols = column_names(&def);
+    let mut o = String::with_capacity(64 + ans.rows.len() * 128);
+    o.push_str("{\"view\":");
+    push_str(&mut o, name);
+    let _ = write!(o, ",\"as_of\":{as_of},\"total\":{},\"rows\":[", ans.total);
+    for (i, r) in ans.rows.iter().enumerate() {
+        if i > 0 {
+            o.push(',');
+        }
+        push_row(&mut o, &cols, r);
+    }
+    o.push_str("]}");
+    json_resp(StatusCode::OK, o)
+}
+
+fn query_views(state: &AppState, q: &Params, tok: Option<&str>) -> Resp {
+    let Some(list) = param(q, "views") else {
+        return error(StatusCode::BAD_REQUEST, "views=<a>,<b>,... is required");
+    };
+    let names: Vec<&str> = list.split(',').filter(|s| !s.is_empty()).collect();
+    if names.is_empty() {
+        return error(StatusCode::BAD_REQUEST, "views= names no view");
+    }
+    let mut views = Vec::new();
+    for n in &names {
+        match view_or_404(&state.stores, n) {
+            Ok(v) => views.push(v),
+            Err(r) => return r,
+        }
+        if let Err(d) = state.auth.check(tok, n) {
+            return denied(d);
+        }
+    }
+    for (k, _) in q {
+        if !matches!(k.as_str(), "views" | "as_of" | "access_token" | "limit") {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &format!("unknown parameter `{k}` for /v1/query (views, as_of, limit)"),
+            );
+        }
+    }
+    let limit = match parse_u64(q, "limit") {
+        Ok(l) => l.map(|v| v as usize),
+        Err(e) => return error(StatusCode::BAD_REQUEST, &e),
+    };
+    let guard = state.stores.read();
+    let current = guard.as_of();
+    let as_of = match resolve_as_of(q, current) {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    let mut answers = Vec::new();
+    for v in &views {
+        let sel = Select {
+            limit,
+            ..Select::default()
+        };
+        match v.select(&sel, as_of, current.unwrap_or(as_of)) {
+            Some(a) => answers.push((v.def(), a)),
+            None => return gone(v.def().name, as_of),
+        }
+    }
+    drop(guard);
+    let mut o = String::new();
+    let _ = write!(o, "{{\"as_of\":{as_of},\"views\":{{");
+    for (i, (def, a)) in answers.iter().enumerate() {
+        if i > 0 {
+            o.push(',');
+        }
+        push_str(&mut o, def.name);
+        let _ = write!(o, ":{{\"total\":{},\"rows\":[", a.total);
+        let cols = column_names(def);
+        for (j, r) in a.rows.iter().enumerate() {
+            if j > 0 {
+                o.push(',');
+            }
+            push_row(&mut o, &cols, r);
+        }
+        o.push_str("]}");
+    }
+    o.push_str("}}");
+    json_resp(StatusCode::OK, o)
+}
+
+/// A subscription's per-subscriber filter on delta rows.
+#[derive(Clone)]
+struct DeltaFilter {
+    key: Option<Vec<KeyVal>>,
+    key_len: usize,
+    filters: Vec<(usize, String)>,
+}
+
+impl DeltaFilter {
+    fn keep(&self, row: &[Value]) -> bool {
+        let key_ok = self.key.as_ref().is_none_or(|k| {
+            row[..self.key_len]
+                .iter()
+                .map(KeyVal::of)
+                .eq(k.iter().cloned())
+        });
+        key_ok
+            && self.filters.iter().all(|(i, want)| {
+                let v = &row[*i];
+                crate::store::filter_text(v) == *want
+                    || matches!((v.as_f64(), want.parse::<f64>()), (Some(a), Ok(b)) if a == b)
+            })
+    }
+}
+
+fn update_event(names: &[&str], d: &Delta, f: &DeltaFilter) -> Event {
+    let mut o = String::new();
+    let _ = write!(o, "{{\"as_of\":{},\"diffs\":[", d.as_of);
+    let mut first = true;
+    for (row, diff) in d.diffs.iter() {
+        if !f.keep(row) {
+            continue;
+        }
+        let one = if *diff > 0 { 1 } else { -1 };
+        for _ in 0..diff.unsigned_abs() {
+            if !first {
+                o.push(',');
+            }
+            first = false;
+            o.push_str("{\"row\":");
+            push_row(&mut o, names, row);
+            let _ = write!(o, ",\"diff\":{one}}}");
+        }
+    }
+    o.push_str("]}");
+    if first {
+        return progress_event(d.as_of);
+    }
+    Event::default()
+        .event("update")
+        .id(d.as_of.to_string())
+        .data(o)
+}
+
+fn progress_event(as_of: u64) -> Event {
+    Event::default()
+        .event("progress")
+        .id(as_of.to_string())
+        .data(format!("{{\"as_of\":{as_of}}}"))
+}
+
+struct SubState {
+    rx: tokio::sync::mpsc::Receiver<Feed>,
+    ended: Arc<std::sync::Mutex<Option<Ended>>>,
+    first: std::vec::IntoIter<Event>,
+    names: Vec<&'static str>,
+    filter: DeltaFilter,
+    metrics: Arc<Metrics>,
+    done: bool,
+}
+
+fn sse_stream(s: SubState) -> impl Stream<Item = Result<Event, Infallible>> + Send + Sync {
+    futures::stream::unfold(s, |mut s| async move {
+        if let Some(e) = s.first.next() {
+            return Some((Ok(e), s));
+        }
+        if s.done {
+            return None;
+        }
+        match s.rx.recv().await {
+            Some(Feed::Update(d)) => {
+                let e = update_event(&s.names, &d, &s.filter);
+                Some((Ok(e), s))
+            }
+            Some(Feed::Progress(t)) => Some((Ok(progress_event(t)), s)),
+            None => {
+                s.done = true;
+                let why = s.ended.lock().map(|g| g.clone()).unwrap_or(None);
+                let reason = match why {
+                    Some(Ended::Behind(n)) => {
+                        s.metrics.sse_dropped();
+                        format!("subscriber fell behind: {n} events were buffered and unread; resubscribe (with since=<last as_of> while it is held)")
+                    }
+                    Some(Ended::Shutdown) | None => "the server is shutting down".into(),
+                };
+                let data = format!("{{\"reason\":{}}}", serde_json::Value::from(reason));
+                Some((Ok(Event::default().event("error").data(data)), s))
+            }
+        }
+    })
+}
+
+fn subscribe(state: &AppState, name: &str, q: &Params, last_event_id: Option<String>) -> Resp {
+    let view = match view_or_404(&state.stores, name) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let def = view.def();
+    let sel = match parse_select(&def, q, true) {
+        Ok(s) => s,
+        Err(e) => return error(StatusCode::BAD_REQUEST, &e),
+    };
+    if sel.order_by.is_some() || sel.limit.is_some() || sel.offset > 0 {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "order_by, limit and offset do not apply to subscriptions",
+        );
+    }
+    let since = match parse_u64(q, "since") {
+        Ok(s) => s.or_else(|| last_event_id.and_then(|v| v.parse().ok())),
+        Err(e) => return error(StatusCode::BAD_REQUEST, &e),
+    };
+    let guard = state.stores.read();
+    let Some(current) = guard.as_of() else {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no as_of is complete yet; retry shortly (see /ready)",
+        );
+    };
+    if since.is_some_and(|s| s > current) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            &format!("since is after the current as_of {current}"),
+        );
+    }
+    let req = SubscribeReq {
+        since,
+        capacity: state.subscriber_buffer,
+    };
+    let Some(sub) = view.subscribe(req, current) else {
+        return error(
+            StatusCode::GONE,
+            &format!(
+                "since={} is older than the history held for view {name}; subscribe again without since",
+                since.unwrap_or(0)
+            ),
+        );
+    };
+    drop(guard);
+    let filter = DeltaFilter {
+        key: sel.key.clone(),
+        key_len: def.key_len,
+        filters: sel.filters.clone(),
+    };
+    let names = delta_names(&def);
+    let mut first = Vec::new();
+    if let Some((as_of, rows)) = sub.snapshot {
+        // the snapshot is a read at as_of: all columns, the read filters apply
+        let read_sel = match parse_select(&def, q, false) {
+            Ok(s) => s,
+            Err(e) => return error(StatusCode::BAD_REQUEST, &e),
+        };
+        let all = column_names(&def);
+        let mut o = String::new();
+        o.push_str("{\"view\":");
+        push_str(&mut o, name);
+        let _ = write!(o, ",\"as_of\":{as_of},\"rows\":[");
+        let mut n = 0;
+        for r in &rows {
+            let key_ok = read_sel.key.as_ref().is_none_or(|k| {
+                r[..def.key_len]
+                    .iter()
+                    .map(KeyVal::of)
+                    .eq(k.iter().cloned())
+            });
+            let f_ok = read_sel.filters.iter().all(|(i, want)| {
+                crate::store::filter_text(&r[*i]) == *want
+                    || matches!((r[*i].as_f64(), want.parse::<f64>()), (Some(a), Ok(b)) if a == b)
+            });
+            if key_ok && f_ok {
+                if n > 0 {
+                    o.push(',');
+                }
+                n += 1;
+                push_row(&mut o, &all, r);
+            }
+        }
+        o.push_str("]}");
+        first.push(
+            Event::default()
+                .event("snapshot")
+                .id(as_of.to_string())
+                .data(o),
+        );
+    }
+    for d in &sub.backlog {
+        first.push(update_event(&names, d, &filter));
+    }
+    if since.is_some() && sub.backlog.is_empty() {
+        first.push(progress_event(current));
+    }
+    let st = SubState {
+        rx: sub.rx,
+        ended: sub.ended,
+        first: first.into_iter(),
+        names,
+        filter,
+        metrics: state.metrics.clone(),
+        done: false,
+    };
+    warp::sse::reply(warp::sse::keep_alive().stream(sse_stream(st))).into_response()
+}
+
+fn text(status: StatusCode, ctype: &'static str, body: String) -> Resp {
+    let mut r = warp::reply::with_status(body, status).into_response();
+    r.headers_mut()
+        .insert("content-type", warp::http::HeaderValue::from_static(ctype));
+    r
+}
+
+/// Routes a `GET`; returns the response and the route label for metrics.
+fn dispatch(
+    state: &AppState,
+    path: &str,
+    q: &Params,
+    auth_header: Option<String>,
+    last_event_id: Option<String>,
+) -> (&'static str, Resp) {
+    let tok = token(q, &auth_header);
+    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match segs.as_slice() {
+        [""] | ["index.html"] => (
+            "dashboard",
+            text(
+                StatusCode::OK,
+                "text/html; charset=utf-8",
+                DASHBOARD_HTML.into(),
+            ),
+        ),
+        ["health"] => (
+            "health",
+            json_resp(StatusCode::OK, "{\"status\":\"ok\"}".into()),
+        ),
+        ["ready"] => match state.stores.as_of() {
+            Some(a) => (
+                "ready",
+                json_resp(StatusCode::OK, format!("{{\"ready\":true,\"as_of\":{a}}}")),
+            ),
+            None => (
+                "ready",
+                json_resp(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "{\"ready\":false,\"reason\":\"no as_of of all views exists yet\"}".into(),
+                ),
+            ),
+        },
+        ["metrics"] => match state.auth.check(tok, "metrics") {
+            Err(d) => ("metrics", denied(d)),
+            Ok(()) => (
+                "metrics",
+                text(
+                    StatusCode::OK,
+                    "text/plain; version=0.0.4",
+                    state.metrics.render(&state.stores),
+                ),
+            ),
+        },
+        ["v1", "views"] => match state.auth.check_any(tok) {
+            Err(d) => ("views", denied(d)),
+            Ok(()) => ("views", list_views(&state.stores)),
+        },
+        ["v1", "views", name] => {
+            if let Err(d) = state.auth.check(tok, name) {
+                return ("view", denied(d));
+            }
+            ("view", read_view(state, name, q))
+        }
+        ["v1", "views", name, "subscribe"] => {
+            if let Err(d) = state.auth.check(tok, name) {
+                return ("subscribe", denied(d));
+            }
+            ("subscribe", subscribe(state, name, q, last_event_id))
+        }
+        ["v1", "query"] => match state.auth.check_any(tok) {
+            Err(d) => ("query", denied(d)),
+            Ok(()) => ("query", query_views(state, q, tok)),
+        },
+        _ => (
+            "other",
+            error(StatusCode::NOT_FOUND, &format!("no route {path}")),
+        ),
+    }
+}
+
+/// Every route of the server.
+pub fn routes(
+    state: Arc<AppState>,
+) -> impl Filter<Extract = (Resp,), Error = warp::Rejection> + Clone + Send + Sync + 'static {
+    let with_state = warp::any().map(move || state.clone());
+    warp::get()
+        .and(with_state)
+        .and(warp::path::full())
+        .and(warp::query::raw().or(warp::any().map(String::new)).unify())
+        .and(warp::header::optional::<String>("authorization"))
+        .and(warp::header::optional::<String>("last-event-id"))
+        .map(
+            |state: Arc<AppState>,
+             path: warp::path::FullPath,
+             raw: String,
+             auth: Option<String>,
+             last: Option<String>| {
+                let start = Instant::now();
+                let (route, resp) = match serde_urlencoded::from_str::<Params>(&raw) {
+                    Ok(q) => dispatch(&state, path.as_str(), &q, auth, last),
+                    Err(e) => (
+                        "other",
+                        error(StatusCode::BAD_REQUEST, &format!("bad query string: {e}")),
+                    ),
+                };
+                state
+                    .metrics
+                    .request(route, resp.status().as_u16(), start.elapsed());
+                resp
+            },
+        )
+}
+
+/// Serves until `shutdown` resolves.
+pub async fn serve(
+    state: Arc<AppState>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    let r = routes(state).recover(|_rej: warp::Rejection| async move {
+        Ok::<_, Infallible>(error(StatusCode::METHOD_NOT_ALLOWED, "only GET is served"))
+    });
+    warp::serve(r)
+        .incoming(listener)
+        .graceful(shutdown)
+        .run()
+        .await;
+}

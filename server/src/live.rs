@@ -1,0 +1,224 @@
+//! `shopdiff run`: the main job. An engine, a source feeding it (the live generator or a
+//! replay), and the query server with the dashboard, until Ctrl-C (or `--exit-after`).
+//!
+//! The source runs on its own thread and only talks to the engine through
+//! [`Engine::feed`](crate::Engine::feed); the server runs on a small tokio runtime and only
+//! reads the stores. A slow client therefore never slows the views, and a burst of input never
+//! blocks a read for longer than one fold of the stores.
+
+use crate::auth::Auth;
+use crate::http::{self, AppState};
+use crate::metrics::Metrics;
+use crate::runtime::{Engine, EngineConfig};
+use crate::store::HistoryConfig;
+use shopdiff_connectors::generator::GenConfig;
+use shopdiff_connectors::live::{Feeder, LiveGenerator};
+use shopdiff_connectors::{Replay, ReplayOptions, TimeConfig};
+use shopdiff_dataflows::config::ViewsConfig;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Where the events come from.
+#[derive(Debug, Clone)]
+pub enum EventSource {
+    /// The built-in generator, paced by the wall clock at `speed` times the seed's volumes.
+    Generator { gen: GenConfig, speed: f64 },
+    /// A recorded stream, replayed as fast as possible; the server keeps serving after it.
+    Replay { dir: PathBuf, batch: usize },
+}
+
+/// Everything `shopdiff run` needs.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    pub workers: usize,
+    pub time: TimeConfig,
+    pub views: ViewsConfig,
+    pub source: EventSource,
+    pub http: SocketAddr,
+    pub auth: Auth,
+    pub history: HistoryConfig,
+    pub subscriber_buffer: usize,
+    /// How often the live source cuts a batch.
+    pub flush_ms: u64,
+    /// Stop after this long (tests, demos); `None`: until Ctrl-C.
+    pub exit_after: Option<Duration>,
+    /// Print progress lines to stderr every so often.
+    pub progress: bool,
+}
+
+/// Milliseconds since the epoch.
+pub fn wall_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// A running job: its engine, state for the server, and the threads to stop.
+pub struct Job {
+    pub engine: Arc<Engine>,
+    pub state: Arc<AppState>,
+    stop: Arc<AtomicBool>,
+    feeder: Option<std::thread::JoinHandle<Result<(), String>>>,
+}
+
+impl Job {
+    /// Starts the engine and the source thread (not the HTTP server).
+    pub fn start(cfg: &RunConfig) -> Result<Job, String> {
+        let engine = Arc::new(Engine::start_with(
+            &EngineConfig {
+                workers: cfg.workers,
+                views: cfg.views,
+            },
+            cfg.history,
+        )?);
+        let metrics = Arc::new(Metrics::default());
+        let state = Arc::new(AppState {
+            stores: engine.stores().clone(),
+            metrics: metrics.clone(),
+            auth: cfg.auth.clone(),
+            subscriber_buffer: cfg.subscriber_buffer,
+        });
+        let stop = Arc::new(AtomicBool::new(false));
+        let feeder = {
+            let (engine, stop, cfg) = (engine.clone(), stop.clone(), cfg.clone());
+            std::thread::Builder::new()
+                .name("source".into())
+                .spawn(move || feed(&cfg, &engine, &metrics, &stop))
+                .map_err(|e| format!("cannot start the source thread: {e}"))?
+        };
+        Ok(Job {
+            engine,
+            state,
+            stop,
+            feeder: Some(feeder),
+        })
+    }
+
+    /// Stops the source; returns its error, if it failed.
+    pub fn stop(&mut self) -> Result<(), String> {
+        self.stop.store(true, Ordering::Relaxed);
+        match self.feeder.take().map(|h| h.join()) {
+            Some(Ok(r)) => r,
+            Some(Err(_)) => Err("the source thread panicked".into()),
+            None => Ok(()),
+        }
+    }
+
+    /// Has the source ended (a replay that reached its end, or an error)?
+    pub fn source_done(&self) -> bool {
+        self.feeder.as_ref().is_none_or(|h| h.is_finished())
+    }
+}
+
+impl Drop for Job {
+    fn drop(&mut self) {
+        let _ = self.stop();
+    }
+}
+
+fn feed(
+    cfg: &RunConfig,
+    engine: &Engine,
+    metrics: &Metrics,
+    stop: &AtomicBool,
+) -> Result<(), String> {
+    match &cfg.source {
+        EventSource::Replay { dir, batch } => {
+            let replay = Replay::open(
+                dir,
+                ReplayOptions {
+                    time: cfg.time,
+                    batch_records: (*batch).max(1),
+                    dead_letters: None,
+                },
+            )
+            .map_err(|e| e.to_string())?;
+            let stats = replay
+                .run(|b| {
+                    metrics.batch(&b);
+                    !stop.load(Ordering::Relaxed) && engine.feed(b)
+                })
+                .map_err(|e| e.to_string())?;
+            if cfg.progress {
+                eprintln!(
+                    "replay of {} done: {} records, as_of {}; still serving",
+                    dir.display(),
+                    stats.transactions + stats.behavior,
+                    stats.as_of
+                );
+            }
+            Ok(())
+        }
+        EventSource::Generator { gen, speed } => {
+            let mut feeder = Feeder::new(cfg.time);
+            let mut live = LiveGenerator::new(gen, *speed, &mut feeder)?;
+            let wall0 = Instant::now();
+            let mut last_report = Instant::now();
+            let flush = Duration::from_millis(cfg.flush_ms.max(1));
+            while !stop.load(Ordering::Relaxed) {
+                let elapsed = wall0.elapsed().as_millis() as u64;
+                let done = live.feed_due(elapsed, 200_000, &mut feeder).is_none();
+                let b = feeder.cut();
+                metrics.batch(&b);
+                if let Some(w) = feeder.ingest().watermark() {
+                    metrics.set_watermark(w);
+                }
+                if !engine.feed(b) || done {
+                    break;
+                }
+                if cfg.progress && last_report.elapsed() >= Duration::from_secs(10) {
+                    last_report = Instant::now();
+                    let s = &feeder.stats;
+                    eprintln!(
+                        "live: {} transaction lines, {} behavior events ({} rejected, {} duplicates, {} late), {} table changes; as_of {:?}",
+                        s.transactions, s.behavior, s.rejected, s.duplicates, s.late, s.changes_applied,
+                        engine.stores().as_of()
+                    );
+                }
+                std::thread::sleep(flush);
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Runs the job and the server until Ctrl-C or `exit_after`.
+pub fn run(cfg: RunConfig) -> anyhow::Result<()> {
+    let mut job = Job::start(&cfg).map_err(anyhow::Error::msg)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("http")
+        .enable_all()
+        .build()?;
+    let state = job.state.clone();
+    let exit_after = cfg.exit_after;
+    let addr = cfg.http;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+        let local = listener.local_addr()?;
+        eprintln!("shopdiff is serving http://{local}/ (dashboard), http://{local}/v1/views (API), http://{local}/metrics; Ctrl-C stops it");
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(http::serve(state, listener, async move {
+            let _ = rx.await;
+        }));
+        match exit_after {
+            Some(d) => tokio::time::sleep(d).await,
+            None => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+        eprintln!("stopping");
+        let _ = tx.send(());
+        let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+        anyhow::Ok(())
+    })?;
+    rt.shutdown_timeout(Duration::from_secs(1));
+    job.stop().map_err(anyhow::Error::msg)?;
+    Ok(())
+}

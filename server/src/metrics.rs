@@ -1,0 +1,255 @@
+//! Process metrics in the Prometheus text format (`GET /metrics`).
+//!
+//! Counters are plain atomics updated by the feeder (records in and rejected per source and
+//! reason, watermark) and by the HTTP layer (request latency histograms per route); gauges
+//! (rows per view, history, subscribers, `as_of`) are read from the stores when scraped.
+//! No label ever carries a customer value: labels are views, sources, reasons and routes.
+
+use crate::store::Stores;
+use shopdiff_connectors::Batch;
+use shopdiff_schemas::{Reason, Source};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Latency buckets in seconds.
+const BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+];
+
+#[derive(Default)]
+struct Histogram {
+    counts: [u64; BUCKETS.len()],
+    count: u64,
+    sum: f64,
+}
+
+/// The engine's and server's counters.
+#[derive(Default)]
+pub struct Metrics {
+    accepted: Mutex<BTreeMap<&'static str, u64>>,
+    rejected: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+    watermark_ms: AtomicI64,
+    batches: AtomicU64,
+    requests: Mutex<BTreeMap<(&'static str, u16), Histogram>>,
+    sse_dropped: AtomicU64,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn source_name(s: Source) -> &'static str {
+    s.as_str()
+}
+
+fn reason_name(r: Reason) -> &'static str {
+    r.as_str()
+}
+
+impl Metrics {
+    /// Counts a batch handed to the engine.
+    pub fn batch(&self, b: &Batch) {
+        self.batches.fetch_add(1, Ordering::Relaxed);
+        {
+            let mut a = self.accepted.lock().unwrap_or_else(|e| e.into_inner());
+            *a.entry("transactions").or_insert(0) += b.lines.len() as u64;
+            *a.entry("behavior").or_insert(0) += b.events.len() as u64;
+        }
+        if !b.quality.is_empty() {
+            let mut r = self.rejected.lock().unwrap_or_else(|e| e.into_inner());
+            for (s, reason, _, n) in &b.quality {
+                if *reason == Reason::Accepted {
+                    continue;
+                }
+                *r.entry((source_name(*s), reason_name(*reason)))
+                    .or_insert(0) += (*n).max(0) as u64;
+            }
+        }
+    }
+
+    pub fn set_watermark(&self, ms: i64) {
+        self.watermark_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// A subscriber was disconnected for falling behind.
+    pub fn sse_dropped(&self) {
+        self.sse_dropped.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Records one request's latency under its route.
+    pub fn request(&self, route: &'static str, status: u16, took: Duration) {
+        let secs = took.as_secs_f64();
+        let mut m = self.requests.lock().unwrap_or_else(|e| e.into_inner());
+        let h = m.entry((route, status)).or_default();
+        for (i, b) in BUCKETS.iter().enumerate() {
+            if secs <= *b {
+                h.counts[i] += 1;
+            }
+        }
+        h.count += 1;
+        h.sum += secs;
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self, stores: &Stores) -> String {
+        let mut o = String::new();
+        let _ = writeln!(
+            o,
+            "# HELP shopdiff_records_accepted_total Event records accepted, per source."
+        );
+        let _ = writeln!(o, "# TYPE shopdiff_records_accepted_total counter");
+        for (s, n) in self
+            .accepted
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            let _ = writeln!(o, "shopdiff_records_accepted_total{{source=\"{s}\"}} {n}");
+        }
+        let _ = writeln!(o, "# HELP shopdiff_records_rejected_total Records rejected, duplicate or late, per source and reason.");
+        let _ = writeln!(o, "# TYPE shopdiff_records_rejected_total counter");
+        for ((s, r), n) in self
+            .rejected
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            let _ = writeln!(
+                o,
+                "shopdiff_records_rejected_total{{source=\"{s}\",reason=\"{r}\"}} {n}"
+            );
+        }
+        let _ = writeln!(o, "# TYPE shopdiff_batches_total counter");
+        let _ = writeln!(
+            o,
+            "shopdiff_batches_total {}",
+            self.batches.load(Ordering::Relaxed)
+        );
+        let as_of = stores.as_of();
+        let wm = self.watermark_ms.load(Ordering::Relaxed);
+        let now = now_ms();
+        let _ = writeln!(
+            o,
+            "# HELP shopdiff_as_of_ms The as_of every view is readable at."
+        );
+        let _ = writeln!(o, "# TYPE shopdiff_as_of_ms gauge");
+        let _ = writeln!(o, "shopdiff_as_of_ms {}", as_of.map_or(-1, |a| a as i64));
+        let _ = writeln!(
+            o,
+            "# HELP shopdiff_as_of_lag_ms Wall clock minus as_of (meaningful for live sources)."
+        );
+        let _ = writeln!(o, "# TYPE shopdiff_as_of_lag_ms gauge");
+        if let Some(a) = as_of {
+            let _ = writeln!(o, "shopdiff_as_of_lag_ms {}", now - a as i64);
+        }
+        let _ = writeln!(o, "# TYPE shopdiff_watermark_ms gauge");
+        let _ = writeln!(o, "shopdiff_watermark_ms {wm}");
+        let _ = writeln!(
+            o,
+            "# HELP shopdiff_watermark_lag_ms Wall clock minus the input watermark."
+        );
+        let _ = writeln!(o, "# TYPE shopdiff_watermark_lag_ms gauge");
+        if wm > 0 {
+            let _ = writeln!(o, "shopdiff_watermark_lag_ms {}", now - wm);
+        }
+        let _ = writeln!(o, "# TYPE shopdiff_advances_total counter");
+        let _ = writeln!(o, "shopdiff_advances_total {}", stores.advances());
+        let _ = writeln!(o, "# HELP shopdiff_view_rows Rows of each view at as_of.");
+        let _ = writeln!(o, "# TYPE shopdiff_view_rows gauge");
+        for v in stores.iter() {
+            let _ = writeln!(
+                o,
+                "shopdiff_view_rows{{view=\"{}\"}} {}",
+                v.def().name,
+                v.len()
+            );
+        }
+        let _ = writeln!(o, "# TYPE shopdiff_view_history_updates gauge");
+        for v in stores.iter() {
+            let _ = writeln!(
+                o,
+                "shopdiff_view_history_updates{{view=\"{}\"}} {}",
+                v.def().name,
+                v.history_len()
+            );
+        }
+        let _ = writeln!(
+            o,
+            "# HELP shopdiff_view_store_bytes Approximate bytes of a view's served state."
+        );
+        let _ = writeln!(o, "# TYPE shopdiff_view_store_bytes gauge");
+        for v in stores.iter() {
+            let _ = writeln!(
+                o,
+                "shopdiff_view_store_bytes{{view=\"{}\"}} {}",
+                v.def().name,
+                v.approx_bytes()
+            );
+        }
+        let _ = writeln!(o, "# TYPE shopdiff_subscribers gauge");
+        for v in stores.iter() {
+            let _ = writeln!(
+                o,
+                "shopdiff_subscribers{{view=\"{}\"}} {}",
+                v.def().name,
+                v.subscribers()
+            );
+        }
+        let _ = writeln!(o, "# TYPE shopdiff_subscribers_dropped_total counter");
+        let _ = writeln!(
+            o,
+            "shopdiff_subscribers_dropped_total {}",
+            self.sse_dropped.load(Ordering::Relaxed)
+        );
+        if let Some(rss) = resident_bytes() {
+            let _ = writeln!(o, "# TYPE shopdiff_process_resident_bytes gauge");
+            let _ = writeln!(o, "shopdiff_process_resident_bytes {rss}");
+        }
+        let _ = writeln!(o, "# HELP shopdiff_http_request_duration_seconds HTTP request latency per route and status.");
+        let _ = writeln!(o, "# TYPE shopdiff_http_request_duration_seconds histogram");
+        for ((route, status), h) in self
+            .requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            let l = format!("route=\"{route}\",status=\"{status}\"");
+            for (i, b) in BUCKETS.iter().enumerate() {
+                let _ = writeln!(
+                    o,
+                    "shopdiff_http_request_duration_seconds_bucket{{{l},le=\"{b}\"}} {}",
+                    h.counts[i]
+                );
+            }
+            let _ = writeln!(
+                o,
+                "shopdiff_http_request_duration_seconds_bucket{{{l},le=\"+Inf\"}} {}",
+                h.count
+            );
+            let _ = writeln!(
+                o,
+                "shopdiff_http_request_duration_seconds_sum{{{l}}} {}",
+                h.sum
+            );
+            let _ = writeln!(
+                o,
+                "shopdiff_http_request_duration_seconds_count{{{l}}} {}",
+                h.count
+            );
+        }
+        o
+    }
+}
+
+/// Resident set size from `/proc/self/statm` (Linux).
+fn resident_bytes() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = text.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}
