@@ -186,39 +186,83 @@ fn feed(
     }
 }
 
-/// Runs the job and the server until Ctrl-C or `exit_after`.
-pub fn run(cfg: RunConfig) -> anyhow::Result<()> {
-    let mut job = Job::start(&cfg).map_err(anyhow::Error::msg)?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("http")
-        .enable_all()
-        .build()?;
-    let state = job.state.clone();
-    let exit_after = cfg.exit_after;
-    let addr = cfg.http;
-    rt.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
-        let local = listener.local_addr()?;
-        eprintln!("shopdiff is serving http://{local}/ (dashboard), http://{local}/v1/views (API), http://{local}/metrics; Ctrl-C stops it");
+/// A job with its HTTP server running on its own runtime.
+pub struct Served {
+    pub job: Job,
+    pub addr: SocketAddr,
+    rt: Option<tokio::runtime::Runtime>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Served {
+    /// Starts the job and binds the server (port 0 picks a free port: see `addr`).
+    pub fn start(cfg: &RunConfig) -> anyhow::Result<Served> {
+        let job = Job::start(cfg).map_err(anyhow::Error::msg)?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("http")
+            .enable_all()
+            .build()?;
+        let state = job.state.clone();
+        let want = cfg.http;
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind(want))
+            .map_err(|e| anyhow::anyhow!("cannot listen on {want}: {e}"))?;
+        let addr = listener.local_addr()?;
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(http::serve(state, listener, async move {
+        let server = rt.spawn(http::serve(state, listener, async move {
             let _ = rx.await;
         }));
-        match exit_after {
+        Ok(Served {
+            job,
+            addr,
+            rt: Some(rt),
+            shutdown: Some(tx),
+            server: Some(server),
+        })
+    }
+
+    /// Stops the server and the source.
+    pub fn stop(mut self) -> Result<(), String> {
+        self.stop_server();
+        self.job.stop()
+    }
+
+    fn stop_server(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let (Some(rt), Some(server)) = (self.rt.take(), self.server.take()) {
+            let _ =
+                rt.block_on(async { tokio::time::timeout(Duration::from_secs(5), server).await });
+            rt.shutdown_timeout(Duration::from_secs(1));
+        }
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        self.stop_server();
+    }
+}
+
+/// Runs the job and the server until Ctrl-C or `exit_after`.
+pub fn run(cfg: RunConfig) -> anyhow::Result<()> {
+    let served = Served::start(&cfg)?;
+    let local = served.addr;
+    eprintln!("shopdiff is serving http://{local}/ (dashboard), http://{local}/v1/views (API), http://{local}/metrics; Ctrl-C stops it");
+    let wait = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    wait.block_on(async {
+        match cfg.exit_after {
             Some(d) => tokio::time::sleep(d).await,
             None => {
                 let _ = tokio::signal::ctrl_c().await;
             }
         }
-        eprintln!("stopping");
-        let _ = tx.send(());
-        let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
-        anyhow::Ok(())
-    })?;
-    rt.shutdown_timeout(Duration::from_secs(1));
-    job.stop().map_err(anyhow::Error::msg)?;
-    Ok(())
+    });
+    eprintln!("stopping");
+    served.stop().map_err(anyhow::Error::msg)
 }

@@ -788,3 +788,143 @@ impl Stores {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shopdiff_schemas::rows::{Segment, SegmentRow, RFM_SEGMENTS};
+
+    fn seg(segment: Segment, customers: i64) -> SegmentRow {
+        SegmentRow {
+            segment,
+            customers,
+            monetary: customers * 100,
+        }
+    }
+
+    #[test]
+    fn folds_keep_history_and_answer_older_as_ofs() {
+        let v = ViewStore::with_history(RFM_SEGMENTS, 1000, HistoryConfig::default());
+        v.push(&[
+            (seg(Segment::Loyal, 3), 1000, 1),
+            (seg(Segment::New, 1), 2000, 1),
+        ]);
+        v.fold(2000, false); // as_of 1000: only the loyal row
+        v.push(&[
+            (seg(Segment::Loyal, 3), 3000, -1),
+            (seg(Segment::Loyal, 4), 3000, 1),
+        ]);
+        v.fold(4000, false); // as_of 3000
+        assert_eq!(v.rows(), vec![seg(Segment::Loyal, 4), seg(Segment::New, 1)]);
+        let at = |t| {
+            let mut rows: Vec<Vec<Value>> = v.select(&Select::default(), t, 3000).unwrap().rows;
+            rows.sort_by_key(|r| format!("{r:?}"));
+            rows
+        };
+        assert_eq!(at(1000), vec![seg(Segment::Loyal, 3).values(1000)]);
+        assert_eq!(at(2000).len(), 2);
+        assert_eq!(at(3000).len(), 2);
+        // key lookup at an older as_of
+        let k = Select {
+            key: Some(vec![KeyVal::Str(Str::from("loyal"))]),
+            ..Select::default()
+        };
+        let old = v.select(&k, 1000, 3000).unwrap();
+        assert_eq!(old.rows, vec![seg(Segment::Loyal, 3).values(1000)]);
+        let now = v.select(&k, 3000, 3000).unwrap();
+        assert_eq!(now.rows, vec![seg(Segment::Loyal, 4).values(3000)]);
+    }
+
+    #[test]
+    fn a_subscriber_that_does_not_read_is_dropped_with_the_reason_others_are_not() {
+        let v = ViewStore::with_history(RFM_SEGMENTS, 1000, HistoryConfig::default());
+        v.push(&[(seg(Segment::Loyal, 1), 0, 1)]);
+        v.fold(1000, false);
+        let mut slow = v
+            .subscribe(
+                SubscribeReq {
+                    since: None,
+                    capacity: 2,
+                },
+                0,
+            )
+            .unwrap();
+        let mut fast = v
+            .subscribe(
+                SubscribeReq {
+                    since: None,
+                    capacity: 2,
+                },
+                0,
+            )
+            .unwrap();
+        assert_eq!(slow.snapshot.as_ref().map(|s| s.1.len()), Some(1));
+        for t in 1..=5u64 {
+            v.push(&[(seg(Segment::Loyal, t as i64), t * 1000, 1)]);
+            v.fold((t + 1) * 1000, false);
+            // the fast one keeps up
+            match fast.rx.try_recv() {
+                Ok(Feed::Update(d)) => assert_eq!(d.as_of, t * 1000),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(v.subscribers(), 1);
+        assert_eq!(*slow.ended.lock().unwrap(), Some(Ended::Behind(2)));
+        // what was buffered is still delivered, then the feed ends
+        assert!(matches!(slow.rx.try_recv(), Ok(Feed::Update(_))));
+        assert!(matches!(slow.rx.try_recv(), Ok(Feed::Update(_))));
+        assert!(slow.rx.try_recv().is_err());
+        assert!(fast.ended.lock().unwrap().is_none());
+    }
+
+    #[test]
+    fn since_replays_exactly_the_updates_after_it() {
+        let v = ViewStore::with_history(RFM_SEGMENTS, 1000, HistoryConfig::default());
+        v.push(&[(seg(Segment::Loyal, 1), 1000, 1)]);
+        v.push(&[(seg(Segment::New, 1), 2000, 1)]);
+        v.push(&[
+            (seg(Segment::New, 1), 3000, -1),
+            (seg(Segment::New, 2), 3000, 1),
+        ]);
+        v.fold(4000, false); // one fold over three ticks
+        let s = v
+            .subscribe(
+                SubscribeReq {
+                    since: Some(1000),
+                    capacity: 8,
+                },
+                3000,
+            )
+            .unwrap();
+        assert!(s.snapshot.is_none());
+        assert_eq!(s.backlog.len(), 1);
+        let diffs = &s.backlog[0].diffs;
+        // from the state at 1000 (loyal only): + new 2, nothing else
+        assert_eq!(diffs.len(), 1);
+        assert_eq!(diffs[0].1, 1);
+        assert_eq!(diffs[0].0, seg(Segment::New, 2).values(3000));
+        // beyond the history: refused
+        let small = ViewStore::with_history(
+            RFM_SEGMENTS,
+            1000,
+            HistoryConfig {
+                span_ms: 0,
+                max_updates: 0,
+            },
+        );
+        small.push(&[(seg(Segment::Loyal, 1), 1000, 1)]);
+        small.fold(2000, false);
+        small.push(&[(seg(Segment::Loyal, 1), 2000, -1)]);
+        small.fold(3000, false);
+        assert!(small
+            .subscribe(
+                SubscribeReq {
+                    since: Some(1000),
+                    capacity: 8
+                },
+                2000
+            )
+            .is_none());
+        assert!(small.select(&Select::default(), 1000, 2000).is_none());
+    }
+}

@@ -1,0 +1,598 @@
+//! The query server against a running engine: consistent reads under heavy updates, the
+//! contract's shapes, filters and paging, errors, history, subscriptions, auth and privacy.
+
+use serde_json::Value as J;
+use shopdiff_connectors::generator::GenConfig;
+use shopdiff_connectors::TimeConfig;
+use shopdiff_dataflows::config::ViewsConfig;
+use shopdiff_server::auth::{parse_tokens, Auth};
+use shopdiff_server::live::{wall_ms, EventSource, RunConfig, Served};
+use shopdiff_server::store::HistoryConfig;
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+fn config(source: EventSource, auth: Auth) -> RunConfig {
+    RunConfig {
+        workers: 2,
+        time: TimeConfig::default(),
+        views: ViewsConfig::default(),
+        source,
+        http: "127.0.0.1:0".parse().unwrap(),
+        auth,
+        history: HistoryConfig::default(),
+        subscriber_buffer: 1024,
+        flush_ms: 20,
+        exit_after: None,
+        progress: false,
+    }
+}
+
+fn live(speed: f64) -> EventSource {
+    EventSource::Generator {
+        gen: GenConfig {
+            start: wall_ms(),
+            records: 50_000_000,
+            users: 3_000,
+            products: 300,
+            anomaly_rate: 0.01,
+            bad_rate: 0.002,
+            ..GenConfig::default()
+        },
+        speed,
+    }
+}
+
+fn example_replay() -> EventSource {
+    EventSource::Replay {
+        dir: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/data"),
+        batch: 500,
+    }
+}
+
+/// A GET over HTTP/1.0 (no chunking): status and body.
+fn get_with(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut req = format!("GET {path} HTTP/1.0\r\nHost: test\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).unwrap();
+    let status: u16 = buf[9..12].parse().unwrap();
+    let body = buf
+        .split_once("\r\n\r\n")
+        .map(|x| x.1)
+        .unwrap_or("")
+        .to_string();
+    (status, body)
+}
+
+fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+    get_with(addr, path, &[])
+}
+
+fn get_json(addr: SocketAddr, path: &str) -> J {
+    let (st, body) = get(addr, path);
+    assert_eq!(st, 200, "{path}: {body}");
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"))
+}
+
+fn wait_ready(addr: SocketAddr) -> u64 {
+    let t0 = Instant::now();
+    loop {
+        let (st, body) = get(addr, "/ready");
+        if st == 200 {
+            let j: J = serde_json::from_str(&body).unwrap();
+            return j["as_of"].as_u64().unwrap();
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "never ready: {body}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn wait_done(s: &Served) {
+    let t0 = Instant::now();
+    while !s.job.source_done() {
+        assert!(t0.elapsed() < Duration::from_secs(120));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // the last batch's frontier: wait until the stores are folded to it
+    let want = s.job.engine.fed_frontier();
+    while s.job.engine.stores().as_of().map(|a| a + 1000) < Some(want) {
+        assert!(t0.elapsed() < Duration::from_secs(120));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn money(v: &J) -> i64 {
+    let s = v.as_str().unwrap();
+    let (i, f) = s.split_once('.').unwrap();
+    let neg = i.starts_with('-');
+    let c = i.trim_start_matches('-').parse::<i64>().unwrap() * 100 + f.parse::<i64>().unwrap();
+    if neg {
+        -c
+    } else {
+        c
+    }
+}
+
+#[test]
+fn concurrent_readers_see_one_as_of_under_heavy_updates() {
+    let s = Served::start(&config(live(400.0), Auth::open())).unwrap();
+    let addr = s.addr;
+    wait_ready(addr);
+    let readers: Vec<_> = (0..3)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut as_ofs = Vec::new();
+                let t0 = Instant::now();
+                while t0.elapsed() < Duration::from_secs(6) {
+                    let j = get_json(addr, "/v1/query?views=rfm,rfm_segments");
+                    let rfm = j["views"]["rfm"]["rows"].as_array().unwrap();
+                    let segs = j["views"]["rfm_segments"]["rows"].as_array().unwrap();
+                    let customers: i64 =
+                        segs.iter().map(|r| r["customers"].as_i64().unwrap()).sum();
+                    assert_eq!(customers as usize, rfm.len(), "as_of {}", j["as_of"]);
+                    // and per segment: counts and money agree with the rfm rows
+                    let mut by: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+                    for r in rfm {
+                        let e = by
+                            .entry(r["segment"].as_str().unwrap().to_string())
+                            .or_default();
+                        e.0 += 1;
+                        e.1 += money(&r["monetary"]);
+                    }
+                    for sg in segs {
+                        let e = by[sg["segment"].as_str().unwrap()];
+                        assert_eq!(e.0, sg["customers"].as_i64().unwrap());
+                        assert_eq!(e.1, money(&sg["monetary"]));
+                    }
+                    as_ofs.push((j["as_of"].as_u64().unwrap(), rfm.len()));
+                }
+                as_ofs
+            })
+        })
+        .collect();
+    for r in readers {
+        let seen = r.join().unwrap();
+        assert!(seen.len() >= 3, "too few reads: {}", seen.len());
+        // time moved and data changed while reading
+        assert!(seen.last().unwrap().0 > seen[0].0, "{seen:?}");
+        assert!(seen.last().unwrap().1 > 0);
+    }
+    s.stop().unwrap();
+}
+
+#[test]
+fn reads_filters_paging_and_errors() {
+    let s = Served::start(&config(example_replay(), Auth::open())).unwrap();
+    let addr = s.addr;
+    wait_ready(addr);
+    wait_done(&s);
+    let stores = s.job.engine.stores().clone();
+
+    // the list of views
+    let views = get_json(addr, "/v1/views");
+    let names: Vec<&str> = views["views"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names.len(), 10);
+    assert!(names.contains(&"rfm") && names.contains(&"data_quality"));
+    // no PII column anywhere
+    for v in views["views"].as_array().unwrap() {
+        for c in v["columns"].as_array().unwrap() {
+            let n = c["name"].as_str().unwrap();
+            for pii in ["email", "phone", "name", "address", "birth"] {
+                assert!(!n.contains(pii), "{n}");
+            }
+        }
+    }
+
+    // every view: all rows at the stores' as_of
+    let as_of = stores.as_of().unwrap();
+    for v in stores.iter() {
+        let name = v.def().name;
+        let j = get_json(addr, &format!("/v1/views/{name}"));
+        assert_eq!(j["view"], name);
+        assert_eq!(j["as_of"].as_u64(), Some(as_of));
+        assert_eq!(j["rows"].as_array().unwrap().len(), v.len(), "{name}");
+    }
+
+    // money and time shapes
+    let rev = get_json(addr, "/v1/views/revenue_daily?dimension=total");
+    let rows = rev["rows"].as_array().unwrap();
+    assert!(!rows.is_empty());
+    for r in rows {
+        assert_eq!(r["dimension"], "total");
+        assert_eq!(r["value"], "all");
+        let net = r["net"].as_str().unwrap();
+        assert_eq!(net.split_once('.').unwrap().1.len(), 2, "{net}");
+        assert!(r["bucket"].as_str().unwrap().ends_with("T00:00:00.000Z"));
+    }
+    let all = get_json(addr, "/v1/views/revenue_daily")["rows"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert!(all > rows.len());
+
+    // key lookup returns exactly the row of the full read
+    let rfm = get_json(addr, "/v1/views/rfm");
+    let first = &rfm["rows"][3];
+    let user = first["user_id"].as_str().unwrap();
+    let one = get_json(addr, &format!("/v1/views/rfm?key={user}"));
+    assert_eq!(one["rows"].as_array().unwrap().len(), 1);
+    assert_eq!(one["rows"][0], *first);
+    let none = get_json(addr, "/v1/views/rfm?key=nobody-at-all");
+    assert_eq!(none["rows"].as_array().unwrap().len(), 0);
+    // composite key
+    let c = &get_json(addr, "/v1/views/cohorts")["rows"][0];
+    let k = format!(
+        "/v1/views/cohorts?key={},{}",
+        c["cohort_month"].as_str().unwrap(),
+        c["month_offset"]
+    );
+    assert_eq!(get_json(addr, &k)["rows"][0], *c);
+
+    // order_by, desc, limit, offset
+    let top = get_json(addr, "/v1/views/rfm?order_by=monetary&desc=true&limit=5");
+    let m: Vec<i64> = top["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| money(&r["monetary"]))
+        .collect();
+    assert_eq!(m.len(), 5);
+    assert!(m.windows(2).all(|w| w[0] >= w[1]), "{m:?}");
+    let mut all_m: Vec<i64> = rfm["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| money(&r["monetary"]))
+        .collect();
+    all_m.sort_unstable_by(|a, b| b.cmp(a));
+    assert_eq!(m, all_m[..5]);
+    let page2 = get_json(
+        addr,
+        "/v1/views/rfm?order_by=monetary&desc=true&limit=5&offset=5",
+    );
+    let m2: Vec<i64> = page2["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| money(&r["monetary"]))
+        .collect();
+    assert_eq!(m2, all_m[5..10]);
+    let champions = get_json(addr, "/v1/views/rfm?segment=champions");
+    assert!(champions["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|r| r["segment"] == "champions"));
+
+    // errors: 400 with a message, 404 for unknown views
+    for bad in [
+        "/v1/views/rfm?limit=x",
+        "/v1/views/rfm?order_by=nope",
+        "/v1/views/rfm?no_such_column=1",
+        "/v1/views/rfm?desc=maybe",
+        "/v1/views/cohorts?key=2024-01-01T00:00:00Z",
+        "/v1/views/cohorts?key=notatime,1",
+        "/v1/query",
+        "/v1/views/rfm?as_of=99999999999999",
+        "/v1/views/rfm/subscribe?order_by=monetary",
+    ] {
+        let (st, body) = get(addr, bad);
+        assert_eq!(st, 400, "{bad}: {body}");
+        let j: J = serde_json::from_str(&body).unwrap();
+        assert!(!j["error"].as_str().unwrap().is_empty());
+    }
+    assert_eq!(get(addr, "/v1/views/nope").0, 404);
+    assert_eq!(get(addr, "/v1/views/nope/subscribe").0, 404);
+    assert_eq!(get(addr, "/v1/query?views=rfm,nope").0, 404);
+    assert_eq!(get(addr, "/v2/whatever").0, 404);
+
+    // an older as_of still held: the history answers it exactly
+    let q = get_json(addr, "/v1/query?views=rfm,rfm_segments");
+    assert_eq!(q["as_of"].as_u64(), Some(as_of));
+    s.stop().unwrap();
+}
+
+#[test]
+fn older_as_of_reads_match_what_was_served_then() {
+    let mut cfg = config(live(300.0), Auth::open());
+    cfg.history.span_ms = 30 * 86_400_000;
+    let s = Served::start(&cfg).unwrap();
+    let addr = s.addr;
+    wait_ready(addr);
+    std::thread::sleep(Duration::from_millis(500));
+    let then = get_json(addr, "/v1/views/rfm_segments");
+    let t = then["as_of"].as_u64().unwrap();
+    let then_rev = get_json(addr, &format!("/v1/views/revenue_hourly?as_of={t}"));
+    std::thread::sleep(Duration::from_secs(2));
+    let now = get_json(addr, "/v1/views/rfm_segments");
+    assert!(now["as_of"].as_u64().unwrap() > t);
+    let again = get_json(addr, &format!("/v1/views/rfm_segments?as_of={t}"));
+    assert_eq!(again["as_of"].as_u64(), Some(t));
+    assert_eq!(again["rows"], then["rows"]);
+    let again_rev = get_json(addr, &format!("/v1/views/revenue_hourly?as_of={t}"));
+    assert_eq!(again_rev["rows"], then_rev["rows"]);
+    s.stop().unwrap();
+
+    // a tiny history: old reads are gone (410)
+    let mut cfg = config(live(300.0), Auth::open());
+    cfg.history = HistoryConfig {
+        span_ms: 1_000,
+        max_updates: 10,
+    };
+    let s = Served::start(&cfg).unwrap();
+    let addr = s.addr;
+    let first = wait_ready(addr);
+    std::thread::sleep(Duration::from_secs(2));
+    let (st, body) = get(addr, &format!("/v1/views/rfm?as_of={first}"));
+    assert_eq!(st, 410, "{body}");
+    s.stop().unwrap();
+}
+
+/// Reads SSE events `(event, data)` from an HTTP/1.0 response.
+struct Sse {
+    r: BufReader<TcpStream>,
+}
+
+impl Sse {
+    fn open(addr: SocketAddr, path: &str) -> Sse {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        s.write_all(format!("GET {path} HTTP/1.0\r\nHost: t\r\n\r\n").as_bytes())
+            .unwrap();
+        let mut r = BufReader::new(s);
+        let mut line = String::new();
+        r.read_line(&mut line).unwrap();
+        assert!(line.contains("200"), "{path}: {line}");
+        loop {
+            line.clear();
+            r.read_line(&mut line).unwrap();
+            if line == "\r\n" || line.is_empty() {
+                break;
+            }
+        }
+        Sse { r }
+    }
+
+    fn next(&mut self) -> Option<(String, J)> {
+        let (mut ev, mut data) = (String::new(), String::new());
+        loop {
+            let mut line = String::new();
+            if self.r.read_line(&mut line).ok()? == 0 {
+                return None;
+            }
+            let line = line.trim_end_matches(['\r', '\n']);
+            if line.is_empty() {
+                if !data.is_empty() {
+                    return Some((ev, serde_json::from_str(&data).unwrap()));
+                }
+                continue;
+            }
+            if let Some(v) = line.strip_prefix("event:") {
+                ev = v.trim().to_string();
+            } else if let Some(v) = line.strip_prefix("data:") {
+                data.push_str(v.trim_start());
+            }
+        }
+    }
+}
+
+type Model = BTreeMap<String, J>;
+
+fn fold(model: &mut Model, key: &[&str], ev: &J) {
+    for d in ev["diffs"].as_array().unwrap() {
+        let k: Vec<String> = key.iter().map(|c| d["row"][c].to_string()).collect();
+        let k = k.join("|");
+        if d["diff"] == -1 {
+            assert_eq!(
+                model.remove(&k).as_ref(),
+                Some(&d["row"]),
+                "retracted row {k} was not there"
+            );
+        } else {
+            assert!(
+                model.insert(k.clone(), d["row"].clone()).is_none(),
+                "row {k} added twice"
+            );
+        }
+    }
+}
+
+fn model_of(rows: &J, key: &[&str]) -> Model {
+    rows.as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let k: Vec<String> = key.iter().map(|c| r[c].to_string()).collect();
+            (k.join("|"), r.clone())
+        })
+        .collect()
+}
+
+#[test]
+fn subscriptions_fold_to_the_reads_and_resume_with_since() {
+    let mut cfg = config(live(300.0), Auth::open());
+    cfg.history.span_ms = 30 * 86_400_000;
+    let s = Served::start(&cfg).unwrap();
+    let addr = s.addr;
+    wait_ready(addr);
+    let key = ["segment"];
+    let mut sub = Sse::open(addr, "/v1/views/rfm_segments/subscribe");
+    let (ev, snap) = sub.next().unwrap();
+    assert_eq!(ev, "snapshot");
+    let mut model = model_of(&snap["rows"], &key);
+    let mut as_of = snap["as_of"].as_u64().unwrap();
+    let mut updates = 0;
+    let mut mid = None;
+    while updates < 15 {
+        let (ev, d) = sub.next().unwrap();
+        let t = d["as_of"].as_u64().unwrap();
+        assert!(t > as_of, "as_of order: {t} after {as_of}");
+        as_of = t;
+        if ev == "update" {
+            fold(&mut model, &key, &d);
+            updates += 1;
+            if updates == 5 {
+                mid = Some((t, model.clone()));
+            }
+        } else {
+            assert_eq!(ev, "progress");
+        }
+    }
+    // the folded subscription equals a read at the same as_of
+    let read = get_json(addr, &format!("/v1/views/rfm_segments?as_of={as_of}"));
+    assert_eq!(model_of(&read["rows"], &key), model);
+
+    // resume from the middle: no snapshot, the updates after it, to the same state
+    let (mid_t, mut resumed) = mid.unwrap();
+    let mut sub2 = Sse::open(
+        addr,
+        &format!("/v1/views/rfm_segments/subscribe?since={mid_t}"),
+    );
+    let mut t2 = mid_t;
+    while t2 < as_of {
+        let (ev, d) = sub2.next().unwrap();
+        assert_ne!(ev, "snapshot");
+        t2 = d["as_of"].as_u64().unwrap();
+        if ev == "update" {
+            fold(&mut resumed, &key, &d);
+        }
+        if t2 == as_of {
+            assert_eq!(resumed, model);
+        }
+    }
+
+    // a filtered subscription only carries its key
+    let mut one = Sse::open(addr, "/v1/views/rfm_segments/subscribe?key=champions");
+    let (_, snap) = one.next().unwrap();
+    assert!(snap["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|r| r["segment"] == "champions"));
+    for _ in 0..5 {
+        let (ev, d) = one.next().unwrap();
+        if ev == "update" {
+            assert!(d["diffs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|x| x["row"]["segment"] == "champions"));
+        }
+    }
+    // rfm deltas leave out the read-time column
+    let mut rfm = Sse::open(addr, "/v1/views/rfm/subscribe");
+    let (_, snap) = rfm.next().unwrap();
+    if let Some(r) = snap["rows"].get(0) {
+        assert!(r.get("recency_days").is_some());
+    }
+    loop {
+        let (ev, d) = rfm.next().unwrap();
+        if ev == "update" {
+            assert!(d["diffs"][0]["row"].get("recency_days").is_none());
+            assert!(d["diffs"][0]["row"].get("monetary").is_some());
+            break;
+        }
+    }
+    s.stop().unwrap();
+}
+
+#[test]
+fn tokens_scopes_and_metrics() {
+    let auth = Auth::with_tokens(
+        parse_tokens("reader-0001=rfm,rfm_segments;ops-00001=metrics;admin-0001=*").unwrap(),
+    );
+    let s = Served::start(&config(example_replay(), auth)).unwrap();
+    let addr = s.addr;
+    wait_ready(addr);
+    wait_done(&s);
+    assert_eq!(get(addr, "/health").0, 200);
+    assert_eq!(get(addr, "/v1/views/rfm").0, 401);
+    assert_eq!(
+        get_with(
+            addr,
+            "/v1/views/rfm",
+            &[("Authorization", "Bearer wrong-token")]
+        )
+        .0,
+        401
+    );
+    assert_eq!(
+        get_with(
+            addr,
+            "/v1/views/rfm",
+            &[("Authorization", "Bearer reader-0001")]
+        )
+        .0,
+        200
+    );
+    assert_eq!(get(addr, "/v1/views/rfm?access_token=reader-0001").0, 200);
+    assert_eq!(
+        get_with(
+            addr,
+            "/v1/views/fraud_alerts",
+            &[("Authorization", "Bearer reader-0001")]
+        )
+        .0,
+        403
+    );
+    assert_eq!(
+        get_with(
+            addr,
+            "/v1/query?views=rfm,cohorts",
+            &[("Authorization", "Bearer reader-0001")]
+        )
+        .0,
+        403
+    );
+    assert_eq!(
+        get_with(
+            addr,
+            "/v1/views/rfm/subscribe",
+            &[("Authorization", "Bearer ops-00001")]
+        )
+        .0,
+        403
+    );
+    assert_eq!(
+        get_with(addr, "/metrics", &[("Authorization", "Bearer reader-0001")]).0,
+        403
+    );
+    let (st, metrics) = get_with(addr, "/metrics", &[("Authorization", "Bearer ops-00001")]);
+    assert_eq!(st, 200);
+    for want in [
+        "shopdiff_records_accepted_total{source=\"transactions\"}",
+        "shopdiff_records_rejected_total{source=",
+        "shopdiff_view_rows{view=\"rfm\"}",
+        "shopdiff_as_of_ms",
+        "shopdiff_http_request_duration_seconds_bucket{route=\"view\",status=\"200\"",
+    ] {
+        assert!(metrics.contains(want), "missing {want}");
+    }
+    // no customer value in metrics
+    assert!(!metrics.contains("U0"));
+    assert!(!metrics.contains('@'));
+    let (st, _) = get_with(
+        addr,
+        "/v1/views/fraud_alerts",
+        &[("Authorization", "Bearer admin-0001")],
+    );
+    assert_eq!(st, 200);
+    s.stop().unwrap();
+}
