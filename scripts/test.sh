@@ -29,6 +29,9 @@ else
   exit 1
 fi
 
+step "dashboard end to end in headless Chromium"
+scripts/dashboard-e2e.sh
+
 step "replay of the committed example stream"
 target/release/shopdiff replay examples/data --snapshot target/example-snapshot -w 2
 echo
