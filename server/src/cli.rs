@@ -191,6 +191,12 @@ pub struct RunArgs {
     /// Stop after this many seconds (default: run until Ctrl-C).
     #[arg(long)]
     pub exit_after: Option<f64>,
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key).
+    #[arg(long)]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long)]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// The config-file twin of [`RunArgs`].
@@ -222,6 +228,8 @@ struct RunFile {
     history_ms: Option<u64>,
     subscriber_buffer: Option<usize>,
     exit_after: Option<f64>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
 }
 
 /// Merges the config file under the flags.
@@ -265,6 +273,8 @@ fn merge_run_file(a: &RunArgs) -> anyhow::Result<RunArgs> {
         history_ms: a.history_ms.or(f.history_ms),
         subscriber_buffer: a.subscriber_buffer.or(f.subscriber_buffer),
         exit_after: a.exit_after.or(f.exit_after),
+        tls_cert: a.tls_cert.clone().or(f.tls_cert),
+        tls_key: a.tls_key.clone().or(f.tls_key),
     })
 }
 
@@ -350,6 +360,14 @@ pub fn run_config(a: &RunArgs) -> anyhow::Result<crate::live::RunConfig> {
             ..Default::default()
         },
         subscriber_buffer: a.subscriber_buffer.unwrap_or(1024).max(1),
+        tls: match (&a.tls_cert, &a.tls_key) {
+            (Some(cert), Some(key)) => Some(crate::http::TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            }),
+            (None, None) => None,
+            _ => anyhow::bail!("--tls-cert and --tls-key go together"),
+        },
         flush_ms: a.flush_ms.unwrap_or(100),
         exit_after: a.exit_after.map(std::time::Duration::from_secs_f64),
         progress: true,

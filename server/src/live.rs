@@ -41,6 +41,8 @@ pub struct RunConfig {
     pub auth: Auth,
     pub history: HistoryConfig,
     pub subscriber_buffer: usize,
+    /// Serve HTTPS with these files.
+    pub tls: Option<http::TlsFiles>,
     /// How often the live source cuts a batch.
     pub flush_ms: u64,
     /// Stop after this long (tests, demos); `None`: until Ctrl-C.
@@ -190,6 +192,8 @@ fn feed(
 pub struct Served {
     pub job: Job,
     pub addr: SocketAddr,
+    /// `http` or `https`.
+    pub scheme: &'static str,
     rt: Option<tokio::runtime::Runtime>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
@@ -198,6 +202,11 @@ pub struct Served {
 impl Served {
     /// Starts the job and binds the server (port 0 picks a free port: see `addr`).
     pub fn start(cfg: &RunConfig) -> anyhow::Result<Served> {
+        // a wrong certificate is an error before anything starts
+        let acceptor = match &cfg.tls {
+            Some(files) => Some(http::tls_acceptor(files).map_err(anyhow::Error::msg)?),
+            None => None,
+        };
         let job = Job::start(cfg).map_err(anyhow::Error::msg)?;
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -211,10 +220,15 @@ impl Served {
             .map_err(|e| anyhow::anyhow!("cannot listen on {want}: {e}"))?;
         let addr = listener.local_addr()?;
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let server = rt.spawn(http::serve(state, listener, async move {
+        let stop = async move {
             let _ = rx.await;
-        }));
+        };
+        let server = match acceptor {
+            Some(a) => rt.spawn(http::serve_tls(state, listener, a, stop)),
+            None => rt.spawn(http::serve(state, listener, stop)),
+        };
         Ok(Served {
+            scheme: if cfg.tls.is_some() { "https" } else { "http" },
             job,
             addr,
             rt: Some(rt),
@@ -250,8 +264,8 @@ impl Drop for Served {
 /// Runs the job and the server until Ctrl-C or `exit_after`.
 pub fn run(cfg: RunConfig) -> anyhow::Result<()> {
     let served = Served::start(&cfg)?;
-    let local = served.addr;
-    eprintln!("shopdiff is serving http://{local}/ (dashboard), http://{local}/v1/views (API), http://{local}/metrics; Ctrl-C stops it");
+    let (local, sc) = (served.addr, served.scheme);
+    eprintln!("shopdiff is serving {sc}://{local}/ (dashboard), {sc}://{local}/v1/views (API), {sc}://{local}/metrics; Ctrl-C stops it");
     let wait = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

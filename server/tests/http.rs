@@ -24,6 +24,7 @@ fn config(source: EventSource, auth: Auth) -> RunConfig {
         auth,
         history: HistoryConfig::default(),
         subscriber_buffer: 1024,
+        tls: None,
         flush_ms: 20,
         exit_after: None,
         progress: false,
@@ -594,5 +595,71 @@ fn tokens_scopes_and_metrics() {
         &[("Authorization", "Bearer admin-0001")],
     );
     assert_eq!(st, 200);
+    s.stop().unwrap();
+}
+
+#[test]
+fn https_with_certificate_files() {
+    let dir = std::env::temp_dir().join(format!("shopdiff-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let ok = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output();
+    if !ok.is_ok_and(|o| o.status.success()) {
+        eprintln!("openssl not available: HTTPS test skipped");
+        return;
+    }
+    // a key that does not exist: a clear error naming the file, before anything starts
+    let mut bad = config(example_replay(), Auth::open());
+    bad.tls = Some(shopdiff_server::http::TlsFiles {
+        cert: cert.clone(),
+        key: dir.join("missing.pem"),
+    });
+    let err = Served::start(&bad).err().unwrap().to_string();
+    assert!(err.contains("missing.pem"), "{err}");
+
+    let mut cfg = config(
+        example_replay(),
+        Auth::with_tokens(parse_tokens("tls-token-1=*").unwrap()),
+    );
+    cfg.tls = Some(shopdiff_server::http::TlsFiles { cert, key });
+    let s = Served::start(&cfg).unwrap();
+    assert_eq!(s.scheme, "https");
+    let curl = |path: &str, token: Option<&str>| {
+        let mut c = std::process::Command::new("curl");
+        c.args(["-sk", "-o", "-", "-w", "\n%{http_code}"]);
+        if let Some(t) = token {
+            c.args(["-H", &format!("Authorization: Bearer {t}")]);
+        }
+        let out = c.arg(format!("https://{}{path}", s.addr)).output().unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let t0 = Instant::now();
+    while !curl("/ready", None).ends_with("200") {
+        assert!(t0.elapsed() < Duration::from_secs(60));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(curl("/v1/views/rfm", None).ends_with("401"));
+    let out = curl("/v1/views/rfm_segments", Some("tls-token-1"));
+    assert!(out.ends_with("200"), "{out}");
+    assert!(out.contains("\"view\":\"rfm_segments\""), "{out}");
+    // plain HTTP on the TLS port gets nothing useful
+    let (st, _) = std::panic::catch_unwind(|| get(s.addr, "/health")).unwrap_or((0, String::new()));
+    assert_ne!(st, 200);
     s.stop().unwrap();
 }
