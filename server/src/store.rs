@@ -406,6 +406,44 @@ fn cmp_values(a: &Value, b: &Value) -> std::cmp::Ordering {
     }
 }
 
+/// A row ordered for `order_by` (then by key, so the order is total and stable).
+struct Ranked {
+    v: Vec<Value>,
+    col: usize,
+    key_len: usize,
+    desc: bool,
+}
+
+impl Ranked {
+    fn order(&self, other: &Self) -> std::cmp::Ordering {
+        let o = cmp_values(&self.v[self.col], &other.v[self.col]);
+        let o = if self.desc { o.reverse() } else { o };
+        o.then_with(|| {
+            self.v[..self.key_len]
+                .iter()
+                .map(KeyVal::of)
+                .cmp(other.v[..other.key_len].iter().map(KeyVal::of))
+        })
+    }
+}
+
+impl PartialEq for Ranked {
+    fn eq(&self, other: &Self) -> bool {
+        self.order(other).is_eq()
+    }
+}
+impl Eq for Ranked {}
+impl PartialOrd for Ranked {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Ranked {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.order(other)
+    }
+}
+
 /// An answer: the rows' values (all columns, in column order) and how many matched.
 #[derive(Debug, Clone)]
 pub struct Answer {
@@ -498,6 +536,42 @@ impl<R: Row> AnyView for ViewStore<R> {
                 Some(k) => Box::new(g.rows.get(k).into_iter().flatten()),
                 None => Box::new(g.rows.values().flatten()),
             };
+            let want = sel.limit.map(|l| sel.offset.saturating_add(l));
+            if let (Some(i), Some(k)) = (sel.order_by, want) {
+                // top-k without materialising every row: a bounded heap whose top is the
+                // worst row kept so far
+                let key_len = self.def.key_len;
+                let mut heap: std::collections::BinaryHeap<Ranked> = Default::default();
+                let mut total = 0usize;
+                for (r, n) in iter {
+                    let v = r.values(t);
+                    if !matches(&v, &sel.filters) {
+                        continue;
+                    }
+                    for _ in 0..(*n).max(0) {
+                        total += 1;
+                        let item = Ranked {
+                            v: v.clone(),
+                            col: i,
+                            key_len,
+                            desc: sel.desc,
+                        };
+                        if heap.len() < k {
+                            heap.push(item);
+                        } else if heap.peek().is_some_and(|top| item < *top) {
+                            heap.pop();
+                            heap.push(item);
+                        }
+                    }
+                }
+                let rows: Vec<Vec<Value>> = heap
+                    .into_sorted_vec()
+                    .into_iter()
+                    .skip(sel.offset)
+                    .map(|x| x.v)
+                    .collect();
+                return Some(Answer { rows, total });
+            }
             for (r, n) in iter {
                 let v = r.values(t);
                 if matches(&v, &sel.filters) {
