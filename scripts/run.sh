@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The main job on the embedded default: builds shopdiff, generates a workload with the built-in
-# generator, replays it through every view with 2 workers and prints the top rows of each view.
-# Usage: scripts/run.sh [shopdiff run flags, e.g. --records 1000000 -w 2]
+# The main job on the embedded default: builds shopdiff and runs `shopdiff run`: the built-in
+# generator live, every view on 2 workers, the HTTP API and the dashboard on
+# http://127.0.0.1:8080 (printed at start), until Ctrl-C.
+# Usage: scripts/run.sh [shopdiff run flags, e.g. --speed 120 -w 2, or --replay examples/data]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 cargo build --release -p shopdiff-server
