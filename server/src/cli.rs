@@ -19,6 +19,8 @@ pub struct Cli {
     pub cmd: Cmd,
 }
 
+// parsed once per process: the size of the largest variant does not matter
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 pub enum Cmd {
     /// Replay a recorded stream as fast as possible and write every view's final contents.

@@ -269,6 +269,8 @@ fn denied(d: Denied) -> Resp {
     }
 }
 
+// the error is the HTTP answer itself, built once per failed request: no point boxing it
+#[allow(clippy::result_large_err)]
 fn view_or_404<'a>(stores: &'a Stores, name: &str) -> Result<&'a Arc<dyn AnyView>, Resp> {
     stores.get(name).ok_or_else(|| {
         error(
@@ -286,6 +288,7 @@ fn view_or_404<'a>(stores: &'a Stores, name: &str) -> Result<&'a Arc<dyn AnyView
 }
 
 /// Resolves `as_of=` against the current one.
+#[allow(clippy::result_large_err)]
 fn resolve_as_of(q: &Params, current: Option<u64>) -> Result<u64, Resp> {
     let Some(current) = current else {
         return Err(error(

@@ -93,11 +93,14 @@ impl Default for HistoryConfig {
     }
 }
 
+/// Consolidated changes: delta-column values and their diffs.
+pub type Diffs = Arc<Vec<(Vec<Value>, isize)>>;
+
 /// The changes of one view at one `as_of`, as delta columns (see [`ViewDef::delta_columns`]).
 #[derive(Debug, Clone)]
 pub struct Delta {
     pub as_of: u64,
-    pub diffs: Arc<Vec<(Vec<Value>, isize)>>,
+    pub diffs: Diffs,
 }
 
 /// What a subscriber receives.
@@ -123,7 +126,7 @@ struct Subscriber {
 #[derive(Debug, Clone)]
 pub struct Advance {
     pub as_of: u64,
-    pub views: Vec<(ViewDef, Arc<Vec<(Vec<Value>, isize)>>)>,
+    pub views: Vec<(ViewDef, Diffs)>,
 }
 
 struct Folded<R> {
@@ -239,7 +242,7 @@ impl<R: Row> ViewStore<R> {
 
     /// Folds the updates below `frontier`; returns their consolidated changes as delta values
     /// (only when `render` is set: there are subscribers or listeners).
-    fn fold(&self, frontier: u64, render: bool) -> Option<Arc<Vec<(Vec<Value>, isize)>>> {
+    fn fold(&self, frontier: u64, render: bool) -> Option<Diffs> {
         let as_of = frontier - self.tick;
         let mut g = lock(&self.inner);
         let g = &mut *g;
@@ -455,7 +458,7 @@ pub struct Answer {
 pub trait AnyView: Send + Sync {
     fn def(&self) -> ViewDef;
     /// Every time below `frontier` is complete: fold it in (call through [`Stores`]).
-    fn fold_to(&self, frontier: u64, render: bool) -> Option<Arc<Vec<(Vec<Value>, isize)>>>;
+    fn fold_to(&self, frontier: u64, render: bool) -> Option<Diffs>;
     /// Every row's values at the store's current `as_of` (no selection), sorted by key.
     fn snapshot(&self) -> (Option<u64>, Vec<Vec<Value>>);
     /// Number of rows.
@@ -497,7 +500,7 @@ impl<R: Row> AnyView for ViewStore<R> {
         self.def
     }
 
-    fn fold_to(&self, frontier: u64, render: bool) -> Option<Arc<Vec<(Vec<Value>, isize)>>> {
+    fn fold_to(&self, frontier: u64, render: bool) -> Option<Diffs> {
         self.fold(frontier, render)
     }
 
