@@ -53,7 +53,7 @@ def main():
     con = duckdb.connect()
     rel = con.execute(
         "SELECT * EXCLUDE (as_of, diff), sum(diff) AS multiplicity "
-        "FROM read_parquet(?) WHERE epoch_ms(as_of) <= ? "
+        "FROM read_parquet(?, hive_partitioning = false) WHERE epoch_ms(as_of) <= ? "
         "GROUP BY ALL HAVING sum(diff) <> 0 ORDER BY ALL",
         [files, as_of],
     )

@@ -271,7 +271,7 @@ impl ParquetSink {
                 check_row(d.view.name, i, &columns, row).map_err(|source| SinkError::Data {
                     target: self.store.target().to_string(),
                     location: format!("push at as_of {as_of}, view {}", d.view.name),
-                    source,
+                    source: Box::new(source),
                 })?;
             }
         }
@@ -546,7 +546,7 @@ impl ParquetSink {
             Ok(Err((rel, source))) => Err(SinkError::Data {
                 location: self.store.location(&rel),
                 target,
-                source,
+                source: Box::new(source),
             }),
             Err(e) => Err(SinkError::Task {
                 target,

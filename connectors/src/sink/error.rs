@@ -19,7 +19,7 @@ pub enum SinkError {
         /// A likely cause in words (missing bucket, server down), or empty.
         hint: String,
         #[source]
-        source: object_store::Error,
+        source: Box<object_store::Error>,
     },
     /// Another writer created this object with other contents (most often the manifest of the
     /// sequence this sink was about to commit): two sinks write the same target. The sink keeps
@@ -40,7 +40,7 @@ pub enum SinkError {
         target: String,
         location: String,
         #[source]
-        source: EncodeError,
+        source: Box<EncodeError>,
     },
     /// `push` was called with an `as_of` that is not after the previous push.
     #[error("sink {target}: as_of {as_of} pushed after as_of {last}; pushes must increase")]

@@ -165,7 +165,7 @@ impl Store {
             location: self.location(rel),
             attempts,
             hint,
-            source: e,
+            source: Box::new(e),
         }
     }
 
