@@ -904,4 +904,38 @@ async fn s3_server_down_is_reported_after_retries() {
         "{text}"
     );
     assert!(text.contains("s3://shopdiff-test/down/_manifest"), "{text}");
+    assert!(text.contains("no answer from the S3 endpoint"), "{text}");
+}
+
+#[test]
+fn s3_options_take_unset_fields_from_the_environment() {
+    let env = |k: &str| match k {
+        "AWS_ENDPOINT_URL" => Some("http://127.0.0.1:9000".to_string()),
+        "AWS_DEFAULT_REGION" => Some("eu-west-3".to_string()),
+        "AWS_ACCESS_KEY_ID" => Some("env-key".to_string()),
+        "AWS_SECRET_ACCESS_KEY" => Some("env-secret".to_string()),
+        _ => None,
+    };
+    let given = S3Options {
+        access_key_id: Some("given-key".to_string()),
+        ..S3Options::default()
+    };
+    let o = given.with_lookup(env);
+    assert_eq!(o.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+    assert_eq!(o.region.as_deref(), Some("eu-west-3"));
+    assert_eq!(o.access_key_id.as_deref(), Some("given-key"));
+    assert_eq!(o.secret_access_key.as_deref(), Some("env-secret"));
+    assert!(o.allow_http, "an http:// endpoint allows http");
+    let shown = format!("{o:?}");
+    assert!(
+        !shown.contains("env-secret") && shown.contains("<redacted>"),
+        "{shown}"
+    );
+    let https = S3Options {
+        endpoint: Some("https://s3.example".to_string()),
+        ..S3Options::default()
+    }
+    .with_lookup(|_| None);
+    assert!(!https.allow_http);
+    assert_eq!(https.region, None);
 }

@@ -153,9 +153,9 @@ impl Store {
             " (the bucket does not exist: create it first)".to_string()
         } else if self.remote
             && matches!(e, object_store::Error::Generic { .. })
-            && text.contains("connect")
+            && (text.contains("error sending request") || text.contains("connect"))
         {
-            " (is the S3 endpoint reachable?)".to_string()
+            " (no answer from the S3 endpoint: is it running and reachable?)".to_string()
         } else {
             String::new()
         };
