@@ -60,6 +60,16 @@
 //!
 //! A failed commit keeps the buffer: the next push (or [`flush`](ParquetSink::flush)) tries
 //! again.
+//!
+//! # Limits
+//!
+//! * One writer per target: the create-only manifests stop a second writer from committing, but
+//!   the garbage collection of [`open`](ParquetSink::open) would delete the data files of a
+//!   commit another writer has in flight.
+//! * Opening reads every manifest (one per commit: 1 440 a day at the default interval); there
+//!   is no checkpoint manifest yet to start from.
+//! * Compaction deletes its inputs right after its manifest commits; a reader still following
+//!   an older list of files can find them gone and must re-read the manifests.
 
 mod config;
 mod error;

@@ -42,7 +42,7 @@ fn row(def: &ViewDef, n: u64, v: u64) -> Vec<Value> {
                 ColKind::Time => Value::Time((START - (x % 720) * 3_600_000) as i64),
                 ColKind::Ratio(p) => Value::Ratio((x % 10_000) as i64, p),
                 ColKind::Number => Value::Number((x % 100_000) as f64 / 4.0),
-                ColKind::Boolean => Value::Bool(x % 2 == 0),
+                ColKind::Boolean => Value::Bool(x.is_multiple_of(2)),
             }
         })
         .collect()
