@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The one test command: formatting, lints, every test, the examples, and the public contract
-# check with 1, 2 and 4 workers. Works on a fresh machine with the Rust toolchain and python3.
+# check with 1, 2 and 4 workers. Works on a fresh machine with the Rust toolchain and python3
+# (the sink's S3 tests run against moto, installed once into .local/ by scripts/s3.sh).
 # Usage: scripts/test.sh            (from anywhere in the repository)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -14,6 +15,17 @@ cargo clippy --workspace --all-targets --release -- -D warnings
 
 step "cargo build --release (binary, examples, benches)"
 cargo build --release --workspace --all-targets
+
+step "local S3 server for the sink tests (scripts/s3.sh; SHOPDIFF_SKIP_S3=1 skips them)"
+if [ "${SHOPDIFF_SKIP_S3:-0}" != 1 ]; then
+  if ! scripts/s3.sh status >/dev/null 2>&1; then
+    trap 'scripts/s3.sh stop' EXIT
+  fi
+  s3_env="$(scripts/s3.sh start)"
+  # shellcheck disable=SC2086 # two NAME=value words
+  export $s3_env
+  echo "$s3_env"
+fi
 
 step "cargo test --release"
 cargo test --release --workspace

@@ -7,9 +7,11 @@ pub mod ingest;
 pub mod live;
 pub mod parquet;
 pub mod replay;
+pub mod sink;
 pub mod source;
 pub mod tables;
 
 pub use ingest::{Ingest, Stream, TimeConfig};
 pub use replay::{Replay, ReplayOptions, ReplayStats};
+pub use sink::{ParquetSink, SinkConfig, SinkError as ParquetSinkError, ViewDelta};
 pub use source::Batch;

@@ -24,7 +24,7 @@ use parquet::file::properties::WriterProperties;
 use shopdiff_schemas::rows::{ColKind, Column, Value, ViewDef};
 use std::collections::HashMap;
 use std::fs::{self, File};
-use std::io;
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -125,24 +125,81 @@ pub fn rows_to_batch(def: &ViewDef, rows: &[Vec<Value>]) -> Result<RecordBatch, 
         .columns
         .iter()
         .enumerate()
-        .map(|(c, col)| build_column(def, c, col, rows))
+        .map(|(c, col)| column_array(def.name, c, col, rows))
         .collect::<Result<Vec<_>, _>>()?;
-    let arrow_err = |source| SinkError::Arrow {
-        view: def.name,
-        source,
-    };
-    let batch = RecordBatch::try_new(Arc::new(arrow_schema(def)), arrays).map_err(arrow_err)?;
-    if batch.num_rows() < 2 || def.key_len == 0 {
+    let batch = RecordBatch::try_new(Arc::new(arrow_schema(def)), arrays).map_err(|source| {
+        SinkError::Arrow {
+            view: def.name,
+            source,
+        }
+    })?;
+    sort_batch(def.name, batch, &(0..def.key_len).collect::<Vec<_>>())
+}
+
+/// Sorts a batch by the columns at `by` (lexicographically, ascending, nulls first).
+pub(crate) fn sort_batch(
+    view: &'static str,
+    batch: RecordBatch,
+    by: &[usize],
+) -> Result<RecordBatch, SinkError> {
+    if batch.num_rows() < 2 || by.is_empty() {
         return Ok(batch);
     }
-    let keys: Vec<SortColumn> = (0..def.key_len)
-        .map(|c| SortColumn {
+    let arrow_err = |source| SinkError::Arrow { view, source };
+    let keys: Vec<SortColumn> = by
+        .iter()
+        .map(|&c| SortColumn {
             values: batch.column(c).clone(),
             options: None,
         })
         .collect();
     let order = lexsort_to_indices(&keys, None).map_err(arrow_err)?;
     take_record_batch(&batch, &order).map_err(arrow_err)
+}
+
+/// Whether `v` fits `col` (the same rule [`rows_to_batch`] applies): its kind, a null only where
+/// the column is nullable, money within `DECIMAL(18, 2)`, ratios with the column's places,
+/// finite numbers.
+pub fn fits(col: &Column, v: &Value) -> bool {
+    match (col.kind, v) {
+        (_, Value::Null) => col.nullable,
+        (ColKind::String, Value::Str(_))
+        | (ColKind::Integer, Value::Int(_))
+        | (ColKind::Time, Value::Time(_))
+        | (ColKind::Boolean, Value::Bool(_)) => true,
+        (ColKind::Money, Value::Money(m)) => m.unsigned_abs() < MONEY_LIMIT as u64,
+        (ColKind::Ratio(p), Value::Ratio(_, q)) => p == *q,
+        (ColKind::Number, Value::Number(x)) => x.is_finite(),
+        _ => false,
+    }
+}
+
+/// Checks one row given as the values of `columns` (in that order): its width and that every
+/// value [`fits`] its column. Errors name `view`, the row's index `row` and the column.
+pub fn check_row(
+    view: &'static str,
+    row: usize,
+    columns: &[&Column],
+    values: &[Value],
+) -> Result<(), SinkError> {
+    if values.len() != columns.len() {
+        return Err(SinkError::RowWidth {
+            view,
+            row,
+            found: values.len(),
+            expected: columns.len(),
+        });
+    }
+    match columns.iter().zip(values).find(|(c, v)| !fits(c, v)) {
+        None => Ok(()),
+        Some((col, v)) => Err(SinkError::BadValue {
+            view,
+            row,
+            column: col.name,
+            expected: expected(col),
+            found: format!("{v:?}"),
+        }),
+    }
 }
 
 /// What a column expects, for messages.
@@ -165,7 +222,7 @@ fn expected(col: &Column) -> String {
 
 /// One column's values, each read by `get` (`None` when the value does not fit the column).
 fn values<'a, T>(
-    def: &ViewDef,
+    view: &'static str,
     c: usize,
     col: &Column,
     rows: &'a [Vec<Value>],
@@ -181,7 +238,7 @@ fn values<'a, T>(
                 v => get(v),
             };
             got.map(Some).ok_or_else(|| SinkError::BadValue {
-                view: def.name,
+                view,
                 row: i,
                 column: col.name,
                 expected: expected(col),
@@ -191,44 +248,49 @@ fn values<'a, T>(
         .collect()
 }
 
-fn build_column(
-    def: &ViewDef,
+/// The Arrow array of one column: the value at index `c` of every row, typed as `col`. A value
+/// that does not [`fit`](fits) the column is an error naming `view`, the row and the column.
+pub(crate) fn column_array(
+    view: &'static str,
     c: usize,
     col: &Column,
     rows: &[Vec<Value>],
 ) -> Result<ArrayRef, SinkError> {
     let array: ArrayRef = match col.kind {
-        ColKind::String => Arc::new(StringArray::from(values(def, c, col, rows, |v| match v {
-            Value::Str(s) => Some(s.as_str()),
-            _ => None,
-        })?)),
-        ColKind::Integer => Arc::new(Int64Array::from(values(def, c, col, rows, |v| match v {
+        ColKind::String => Arc::new(StringArray::from(values(
+            view,
+            c,
+            col,
+            rows,
+            |v| match v {
+                Value::Str(s) => Some(s.as_str()),
+                _ => None,
+            },
+        )?)),
+        ColKind::Integer => Arc::new(Int64Array::from(values(view, c, col, rows, |v| match v {
             Value::Int(n) => Some(*n),
             _ => None,
         })?)),
         ColKind::Money => {
-            let cents = values(def, c, col, rows, |v| match v {
+            let cents = values(view, c, col, rows, |v| match v {
                 Value::Money(m) if m.unsigned_abs() < MONEY_LIMIT as u64 => Some(*m as i128),
                 _ => None,
             })?;
             Arc::new(
                 Decimal128Array::from(cents)
                     .with_precision_and_scale(MONEY_PRECISION, MONEY_SCALE)
-                    .map_err(|source| SinkError::Arrow {
-                        view: def.name,
-                        source,
-                    })?,
+                    .map_err(|source| SinkError::Arrow { view, source })?,
             )
         }
         ColKind::Time => {
-            let ms = values(def, c, col, rows, |v| match v {
+            let ms = values(view, c, col, rows, |v| match v {
                 Value::Time(t) => Some(*t),
                 _ => None,
             })?;
             Arc::new(TimestampMillisecondArray::from(ms).with_timezone("UTC"))
         }
         ColKind::Ratio(places) => Arc::new(Float64Array::from(values(
-            def,
+            view,
             c,
             col,
             rows,
@@ -238,7 +300,7 @@ fn build_column(
             },
         )?)),
         ColKind::Number => Arc::new(Float64Array::from(values(
-            def,
+            view,
             c,
             col,
             rows,
@@ -248,7 +310,7 @@ fn build_column(
             },
         )?)),
         ColKind::Boolean => Arc::new(BooleanArray::from(values(
-            def,
+            view,
             c,
             col,
             rows,
@@ -345,25 +407,37 @@ fn write_file(
     batch: &RecordBatch,
     kv: Vec<KeyValue>,
 ) -> Result<(), SinkError> {
-    let io_err = |source| SinkError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
     let pq_err = |source| SinkError::Parquet {
         path: path.to_path_buf(),
         source,
     };
-    let level = ZstdLevel::try_new(3).map_err(pq_err)?;
+    let file = File::create(path).map_err(|source| SinkError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let file = encode(file, schema, batch, kv).map_err(pq_err)?;
+    file.sync_all().map_err(|source| SinkError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Encodes one batch as a complete, zstd-compressed Parquet file (with `kv` in its key-value
+/// metadata) into `out`, and gives `out` back.
+pub(crate) fn encode<W: Write + Send>(
+    out: W,
+    schema: SchemaRef,
+    batch: &RecordBatch,
+    kv: Vec<KeyValue>,
+) -> Result<W, ParquetError> {
     let props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(level))
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?))
         .set_key_value_metadata(Some(kv))
         .build();
-    let file = File::create(path).map_err(io_err)?;
     // the writer buffers internally; `into_inner` writes the footer and flushes
-    let mut writer = ArrowWriter::try_new(file, schema, Some(props)).map_err(pq_err)?;
-    writer.write(batch).map_err(pq_err)?;
-    let file = writer.into_inner().map_err(pq_err)?;
-    file.sync_all().map_err(io_err)
+    let mut writer = ArrowWriter::try_new(out, schema, Some(props))?;
+    writer.write(batch)?;
+    writer.into_inner()
 }
 
 /// Makes a rename in `dir` durable where the platform allows it (best effort).
