@@ -5,6 +5,7 @@ pub mod files;
 pub mod generator;
 pub mod ingest;
 pub mod parquet;
+pub mod postgres;
 pub mod replay;
 pub mod source;
 pub mod tables;
