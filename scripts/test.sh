@@ -15,6 +15,11 @@ cargo clippy --workspace --all-targets --release -- -D warnings
 step "cargo build --release (binary, examples, benches)"
 cargo build --release --workspace --all-targets
 
+step "private PostgreSQL for the CDC tests (scripts/postgres.sh)"
+SHOPDIFF_PG_URL="$(scripts/postgres.sh start)"
+export SHOPDIFF_PG_URL
+trap 'scripts/postgres.sh stop || true' EXIT
+
 step "cargo test --release"
 cargo test --release --workspace
 

@@ -105,6 +105,8 @@ pub struct GenerateArgs {
     /// Compress the files with zstd (`.jsonl.zst`).
     #[arg(long)]
     pub zstd: bool,
+    #[command(flatten)]
+    pub pg: crate::cli_pg::PgGenerateArgs,
 }
 
 #[derive(Args, Debug)]
@@ -246,7 +248,7 @@ fn generate_cmd(a: &GenerateArgs) -> anyhow::Result<()> {
         a.out.display(),
         stats.records_per_sec()
     );
-    Ok(())
+    crate::cli_pg::after_generate(&a.pg, &a.out)
 }
 
 fn run_cmd(a: &RunArgs) -> anyhow::Result<()> {
@@ -267,6 +269,7 @@ fn run_cmd(a: &RunArgs) -> anyhow::Result<()> {
         duplicate_rate: 0.001,
         late_rate: 0.0005,
         zstd: false,
+        pg: Default::default(),
     };
     generate_cmd(&gen)?;
     let start = Instant::now();

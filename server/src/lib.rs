@@ -1,7 +1,9 @@
 //! shopdiff's runtime and binary: timely workers, the views' dataflows, view stores, and the
 //! `shopdiff` command line. The only crate that sees all the others.
 
+pub mod cdc;
 pub mod cli;
+pub mod cli_pg;
 pub mod runtime;
 pub mod store;
 

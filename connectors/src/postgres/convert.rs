@@ -15,12 +15,12 @@
 //! type. Without a current row the column stays missing (`missing_field`).
 
 use pg_walstream::{ColumnValue, RowData};
+use serde_json::value::RawValue;
 use shopdiff_schemas::json::{kind, Kind};
 use shopdiff_schemas::money::format_cents;
 use shopdiff_schemas::tables::{parse_row, Change, ChangeOp, ColType, Table, TableRow};
 use shopdiff_schemas::time::{format_rfc3339, Ms};
 use shopdiff_schemas::{Reason, Rejection, Str};
-use serde_json::value::RawValue;
 
 /// One upstream row change, before it is resolved against the current rows.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -338,7 +338,10 @@ mod tests {
         assert_eq!(render(ColType::Decimal, "24.390"), "24.390");
         assert_eq!(render(ColType::Decimal, "NaN"), "\"NaN\"");
         assert_eq!(render(ColType::Boolean, "t"), "true");
-        assert_eq!(render(ColType::Timestamp, "2024-07-01 01:02:03.5"), "\"2024-07-01 01:02:03.5\"");
+        assert_eq!(
+            render(ColType::Timestamp, "2024-07-01 01:02:03.5"),
+            "\"2024-07-01 01:02:03.5\""
+        );
         assert_eq!(render(ColType::Jsonb, r#"{"a": 1}"#), r#"{"a": 1}"#);
     }
 
@@ -401,7 +404,10 @@ mod tests {
             risk: Some(850_000),
             is_tor: true,
         });
-        let r = row(&[("ip_address", Some("1.2.3.4")), ("country_risk", Some("high"))]);
+        let r = row(&[
+            ("ip_address", Some("1.2.3.4")),
+            ("country_risk", Some("high")),
+        ]);
         let ch = upsert(Table::IpReputation, &r, true).resolve(Some(&ip), 0);
         assert_eq!(ch.map(|c| c.op), Some(Ok(ChangeOp::Upsert(ip))));
     }

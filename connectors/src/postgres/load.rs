@@ -217,7 +217,12 @@ impl Loader {
             let fixed: Vec<Option<String>> = chunk.iter().map(|r| pg_row(table, r)).collect();
             let array = format!(
                 "[{}]",
-                fixed.iter().flatten().cloned().collect::<Vec<_>>().join(",")
+                fixed
+                    .iter()
+                    .flatten()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(",")
             );
             if self.client.execute(&many, &[&array]).is_ok() && fixed.iter().all(Option::is_some) {
                 stored += chunk.len() as u64;
@@ -236,10 +241,7 @@ impl Loader {
 
     /// Applies changes as one transaction; returns the number of rows they affected.
     pub fn apply_txn(&mut self, changes: &[PgChange]) -> Result<u64, CdcError> {
-        let mut t = self
-            .client
-            .transaction()
-            .map_err(sql_err("BEGIN"))?;
+        let mut t = self.client.transaction().map_err(sql_err("BEGIN"))?;
         let mut affected = 0;
         for c in changes {
             let name = c.table.name();

@@ -25,10 +25,7 @@ enum Begin {
 
 /// Waits (a few seconds at most) until a slot is no longer held by a walsender, e.g. one whose
 /// client just went away.
-fn slot_when_free(
-    client: &mut postgres::Client,
-    slot: &str,
-) -> Result<Option<SlotInfo>, CdcError> {
+fn slot_when_free(client: &mut postgres::Client, slot: &str) -> Result<Option<SlotInfo>, CdcError> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let info = slot_info(client, slot)?;
@@ -76,13 +73,21 @@ fn prepare(cfg: &CdcConfig) -> Result<Begin, CdcError> {
             Begin::Snapshot
         }
         (Some(_), None) if cfg.resnapshot => Begin::Snapshot,
-        (Some(_), None) => return Err(CdcError::SlotMissing { slot: cfg.slot.clone() }),
+        (Some(_), None) => {
+            return Err(CdcError::SlotMissing {
+                slot: cfg.slot.clone(),
+            })
+        }
         (Some(_), Some(_)) => {
             return Err(CdcError::SlotInvalidated {
                 slot: cfg.slot.clone(),
             })
         }
-        (None, Some(_)) => return Err(CdcError::SlotExists { slot: cfg.slot.clone() }),
+        (None, Some(_)) => {
+            return Err(CdcError::SlotExists {
+                slot: cfg.slot.clone(),
+            })
+        }
     };
     Ok(begin)
 }
@@ -111,7 +116,10 @@ enum End {
     Stopped,
     /// Connection trouble: reconnect. `streamed` tells whether the session got as far as
     /// streaming (which resets the backoff).
-    Lost { message: String, streamed: bool },
+    Lost {
+        message: String,
+        streamed: bool,
+    },
     Fatal(CdcError),
 }
 
@@ -158,7 +166,15 @@ fn run(cfg: CdcConfig, begin: Begin, tx: Sender<CdcEvent>, ack: AckHandle) {
                     return;
                 }
                 Err(e) => {
-                    if !wait_backoff(&cfg, &tx, &ack, &mut backoff, &mut down_since, &e.to_string(), progress.delivered) {
+                    if !wait_backoff(
+                        &cfg,
+                        &tx,
+                        &ack,
+                        &mut backoff,
+                        &mut down_since,
+                        &e.to_string(),
+                        progress.delivered,
+                    ) {
                         return;
                     }
                     continue;
@@ -182,7 +198,15 @@ fn run(cfg: CdcConfig, begin: Begin, tx: Sender<CdcEvent>, ack: AckHandle) {
                     "connection lost at LSN {}: {message}; reconnecting",
                     format_lsn(progress.delivered)
                 )));
-                if !wait_backoff(&cfg, &tx, &ack, &mut backoff, &mut down_since, &message, progress.delivered) {
+                if !wait_backoff(
+                    &cfg,
+                    &tx,
+                    &ack,
+                    &mut backoff,
+                    &mut down_since,
+                    &message,
+                    progress.delivered,
+                ) {
                     return;
                 }
             }
@@ -254,7 +278,10 @@ fn table_of(name: &str) -> Option<Table> {
     Table::parse(name.rsplit('.').next().unwrap_or(name))
 }
 
-fn snapshot_row(table: Table, data: &RowData) -> Result<shopdiff_schemas::TableRow, shopdiff_schemas::Rejection> {
+fn snapshot_row(
+    table: Table,
+    data: &RowData,
+) -> Result<shopdiff_schemas::TableRow, shopdiff_schemas::Rejection> {
     let (json, _, _) = row_json(table, data);
     parse_row(table, &json)
 }
@@ -378,7 +405,8 @@ async fn session(
             EventType::Begin { .. } => open = Some(Vec::new()),
             EventType::Insert { table, data, .. } => {
                 if let Some(t) = table_of(&table) {
-                    open.get_or_insert_with(Vec::new).push(upsert(t, &data, false));
+                    open.get_or_insert_with(Vec::new)
+                        .push(upsert(t, &data, false));
                 }
             }
             EventType::Update {
