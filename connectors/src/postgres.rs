@@ -122,8 +122,10 @@ pub enum CdcEvent {
         /// [`RawChange::resolve`] (unchanged TOASTed columns come from the current row).
         changes: Vec<RawChange>,
     },
-    /// Something an operator should see (connection lost, reconnected, slot created).
+    /// Something an operator should see (streaming started or resumed, and from where).
     Status(String),
+    /// The connection was lost; the source reconnects with backoff and resumes.
+    Reconnecting(String),
     /// The source stopped for good.
     Failed(CdcError),
 }

@@ -95,7 +95,7 @@ impl CdcDriver {
             }
         }
         self.pending
-            .retain(|ev| !matches!(ev, CdcEvent::Failed(_) | CdcEvent::Status(_)));
+            .retain(|ev| matches!(ev, CdcEvent::Txn { .. } | CdcEvent::Snapshot { .. }));
         cfg.resume_after = Some(self.last_received_lsn.max(self.tables.last_lsn()));
         let (rx, ack) = postgres::start(cfg)?;
         self.rx = rx;
@@ -250,6 +250,11 @@ impl CdcDriver {
     /// Snapshots and transactions received so far.
     pub fn received(&self) -> u64 {
         self.received
+    }
+
+    /// The largest snapshot or commit LSN received (applied or not yet).
+    pub fn last_received_lsn(&self) -> u64 {
+        self.last_received_lsn
     }
 
     /// Stops the source (a final status update goes out first).

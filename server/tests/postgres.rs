@@ -566,7 +566,24 @@ fn an_ip_reputation_update_raises_a_risky_ip_alert() {
             .collect::<Vec<_>>()
     };
     assert!(risky(w.stores()).is_empty());
-    w.upstream("UPDATE ip_reputation SET risk_score = 0.950 WHERE ip_address = '10.0.0.1'");
+    // received but not yet in a completed as_of: the slot must not confirm it
+    let confirmed = w.db.confirmed();
+    w.db.exec("UPDATE ip_reputation SET risk_score = 0.950 WHERE ip_address = '10.0.0.1'");
+    assert!(w.cdc.wait_received(2, WAIT).expect("CDC"));
+    let lsn = w.cdc.last_received_lsn();
+    assert!(lsn > confirmed);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        w.db.confirmed() < lsn,
+        "the slot confirmed {} before the views completed it",
+        format_lsn(lsn)
+    );
+    w.step();
+    let deadline = std::time::Instant::now() + WAIT;
+    while w.db.confirmed() < lsn && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(w.db.confirmed() >= lsn);
     let a = risky(w.stores());
     assert_eq!(a.len(), 1, "{a:?}");
     assert_eq!(a[0]["key"], s("X1"));
@@ -677,6 +694,39 @@ fn a_killed_connection_and_a_restarted_source_lose_and_repeat_nothing() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(w.db.confirmed() >= last);
+}
+
+#[test]
+fn an_idle_publication_does_not_pin_wal() {
+    let Some(base) = base_url() else { return };
+    let db = Db::new(&base);
+    db.loader().create_tables(false).expect("tables");
+    db.exec("CREATE TABLE unrelated (x INTEGER)");
+    let mut cdc = CdcDriver::start(db.cdc()).expect("CDC");
+    assert!(cdc.wait_snapshot(WAIT).expect("snapshot"));
+    let start = db.confirmed();
+    // WAL the publication does not carry
+    for i in 0..20 {
+        db.exec(&format!("INSERT INTO unrelated VALUES ({i})"));
+    }
+    let mut l = db.loader();
+    let now: i64 = l
+        .client()
+        .query_one("SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint", &[])
+        .expect("wal lsn")
+        .get(0);
+    let deadline = std::time::Instant::now() + WAIT;
+    while db.confirmed() < now as u64 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        db.confirmed() >= now as u64,
+        "slot stuck at {} (started at {}), WAL at {}",
+        format_lsn(db.confirmed()),
+        format_lsn(start),
+        format_lsn(now as u64)
+    );
+    assert_eq!(cdc.received(), 1, "nothing but the snapshot");
 }
 
 #[test]

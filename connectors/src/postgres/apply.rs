@@ -34,7 +34,9 @@ pub struct CdcStats {
     pub rejected: u64,
     /// Transactions at or below the last applied LSN (a resumed source's repeats).
     pub skipped_txns: u64,
-    /// The last [`CdcEvent::Status`] message.
+    /// Connections lost (and resumed) so far.
+    pub reconnects: u64,
+    /// The last [`CdcEvent::Status`] or [`CdcEvent::Reconnecting`] message.
     pub last_status: Option<String>,
 }
 
@@ -123,6 +125,10 @@ impl CdcTables {
                 self.unacked.push_back((tick, commit_lsn));
             }
             CdcEvent::Status(s) => self.stats.last_status = Some(s),
+            CdcEvent::Reconnecting(s) => {
+                self.stats.reconnects += 1;
+                self.stats.last_status = Some(s);
+            }
             CdcEvent::Failed(e) => return Err(e),
         }
         Ok(())

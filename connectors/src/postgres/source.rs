@@ -194,7 +194,7 @@ fn run(cfg: CdcConfig, begin: Begin, tx: Sender<CdcEvent>, ack: AckHandle) {
                     backoff = initial_backoff;
                     down_since = None;
                 }
-                let _ = tx.send(CdcEvent::Status(format!(
+                let _ = tx.send(CdcEvent::Reconnecting(format!(
                     "connection lost at LSN {}: {message}; reconnecting",
                     format_lsn(progress.delivered)
                 )));
