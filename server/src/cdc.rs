@@ -28,10 +28,12 @@
 use crate::runtime::Engine;
 use crate::store::Stores;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
+use shopdiff_connectors::files::FileError;
 use shopdiff_connectors::postgres::{
     self, live_tick, AckHandle, CdcConfig, CdcError, CdcEvent, CdcTables,
 };
-use shopdiff_connectors::{Batch, Ingest};
+use shopdiff_connectors::{Batch, Ingest, Replay, ReplayStats};
+use shopdiff_schemas::Source;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
@@ -260,6 +262,62 @@ impl CdcDriver {
     /// Stops the source (a final status update goes out first).
     pub fn stop(&self) {
         self.tables.ack_handle().stop();
+    }
+}
+
+/// Why [`replay_with_cdc`] stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum CdcReplayError {
+    #[error(transparent)]
+    Cdc(#[from] CdcError),
+    #[error(transparent)]
+    File(#[from] FileError),
+    #[error("no initial snapshot from PostgreSQL within {0} s")]
+    NoSnapshot(u64),
+}
+
+/// Replays a recorded stream's events with the tables from CDC instead of its own table files
+/// and changes (`shopdiff run --replay DIR --postgres URL`): waits for the initial snapshot (up
+/// to `snapshot_timeout`) and feeds it at time 0, then feeds the replay's batches, each with the
+/// CDC changes received so far ([`CdcDriver::merge`]) and without the stream's own table rows
+/// and table rejections. `before_batch` runs before each batch is merged, with the batch's
+/// frontier (a test uses it to commit upstream changes). Returns the replay's statistics; the
+/// caller finishes the engine (or keeps it running and goes on calling
+/// [`CdcDriver::merge`] / [`CdcDriver::ack_completed`]).
+pub fn replay_with_cdc(
+    replay: Replay,
+    engine: &Engine,
+    cdc: &mut CdcDriver,
+    snapshot_timeout: Duration,
+    mut before_batch: impl FnMut(u64, &mut CdcDriver) -> Result<(), CdcError>,
+) -> Result<ReplayStats, CdcReplayError> {
+    if !cdc.wait_snapshot(snapshot_timeout)? {
+        return Err(CdcReplayError::NoSnapshot(snapshot_timeout.as_secs()));
+    }
+    let mut first = Batch::default();
+    cdc.merge(&mut first)?;
+    engine.feed(first);
+    let mut failure: Option<CdcError> = None;
+    let stats = replay.run(|mut b| {
+        b.tables.clear();
+        b.quality.retain(|q| {
+            !matches!(
+                q.0,
+                Source::Products | Source::Customers | Source::IpReputation
+            )
+        });
+        let res = before_batch(b.frontier, cdc).and_then(|_| cdc.merge(&mut b));
+        if let Err(e) = res {
+            failure = Some(e);
+            return false;
+        }
+        let fed = engine.feed(b);
+        cdc.ack_completed(engine.stores());
+        fed
+    })?;
+    match failure {
+        Some(e) => Err(e.into()),
+        None => Ok(stats),
     }
 }
 

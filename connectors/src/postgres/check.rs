@@ -4,11 +4,27 @@ use super::CdcError;
 use postgres::{Client, NoTls};
 use shopdiff_schemas::tables::{ColType, Table};
 
+/// The server's message, or the error with its causes (`error connecting to server: Connection
+/// refused (os error 111)`).
+pub(crate) fn pg_message(e: &postgres::Error) -> String {
+    if let Some(d) = e.as_db_error() {
+        return d.message().to_string();
+    }
+    let mut msg = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        src = s.source();
+    }
+    msg
+}
+
 /// Connects a plain (non-replication) session.
 pub(crate) fn connect(url: &str) -> Result<Client, CdcError> {
     Client::connect(url, NoTls).map_err(|e| CdcError::Connect {
         url: url.to_string(),
-        message: e.to_string(),
+        message: pg_message(&e),
     })
 }
 
@@ -16,10 +32,7 @@ pub(crate) fn sql_err(context: impl Into<String>) -> impl FnOnce(postgres::Error
     let context = context.into();
     move |e| CdcError::Sql {
         context,
-        message: e
-            .as_db_error()
-            .map(|d| d.message().to_string())
-            .unwrap_or_else(|| e.to_string()),
+        message: pg_message(&e),
     }
 }
 
