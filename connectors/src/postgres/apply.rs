@@ -194,3 +194,145 @@ impl CdcTables {
         self.ack = ack;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::postgres::convert::RawChange;
+    use shopdiff_schemas::tables::{Customer, IpRep};
+    use shopdiff_schemas::{parse_behavior, Reason, Rejection, Source, TableRow};
+
+    fn cust(id: &str, reg: i64) -> TableRow {
+        TableRow::Customer(Customer {
+            user_id: id.into(),
+            registration_date: reg,
+        })
+    }
+
+    fn upsert(table: Table, json: &str, key: &str) -> RawChange {
+        RawChange {
+            table,
+            op: RawOp::Upsert {
+                json: json.into(),
+                key: Some(key.into()),
+                unchanged: Vec::new(),
+            },
+        }
+    }
+
+    #[test]
+    fn live_tick_is_the_next_tick_after_the_watermark() {
+        let mut i = Ingest::new(TimeConfig::default());
+        assert_eq!(live_tick(&i), 0);
+        i.close(crate::Stream::Transactions);
+        let e = parse_behavior(
+            r#"{"event_id":"a","user_id":"u","timestamp":"1970-01-01T00:00:20.500Z","event_type":"x"}"#,
+        )
+        .expect("an event");
+        i.event(e);
+        // W = 15.5 s: the next tick is 16 s
+        assert_eq!(live_tick(&i), 16_000);
+        let e = parse_behavior(
+            r#"{"event_id":"b","user_id":"u","timestamp":"1970-01-01T00:00:21Z","event_type":"x"}"#,
+        )
+        .expect("an event");
+        i.event(e);
+        // W = 16 s, on a boundary: the next tick is 17 s
+        assert_eq!(i.watermark(), Some(16_000));
+        assert_eq!(live_tick(&i), 17_000);
+    }
+
+    #[test]
+    fn snapshot_then_transactions_at_one_tick_each_with_acks_after_completion() {
+        let ack = AckHandle::default();
+        let mut t = CdcTables::new(ack.clone());
+        let mut out = Ingest::new(TimeConfig::default());
+        let snap = CdcEvent::Snapshot {
+            lsn: 100,
+            rows: vec![cust("U1", 0), cust("U2", 0)],
+            rejected: vec![(
+                Table::Products,
+                Rejection::new(Reason::MissingField, "cost"),
+            )],
+        };
+        t.apply(snap, 0, &mut out).expect("snapshot");
+        let b = out.take_batch();
+        assert_eq!(b.tables.len(), 2);
+        assert_eq!(
+            b.quality,
+            vec![(Source::Products, Reason::MissingField, 0, 1)]
+        );
+        let txn = CdcEvent::Txn {
+            commit_lsn: 200,
+            commit_ms: 5,
+            changes: vec![
+                upsert(
+                    Table::Customers,
+                    r#"{"user_id":"U1","email":"e","registration_date":"2024-01-01"}"#,
+                    "U1",
+                ),
+                RawChange {
+                    table: Table::Customers,
+                    op: RawOp::Delete(Ok("U2".into())),
+                },
+                upsert(
+                    Table::IpReputation,
+                    r#"{"ip_address":"1.1.1.1","risk_score":"x"}"#,
+                    "1.1.1.1",
+                ),
+            ],
+        };
+        t.apply(txn.clone(), 7_000, &mut out).expect("txn");
+        let b = out.take_batch();
+        let mut tables = b.tables.clone();
+        tables.sort();
+        assert_eq!(
+            tables,
+            vec![
+                (cust("U1", 0), 7_000, -1),
+                (cust("U1", 1_704_067_200_000), 7_000, 1),
+                (cust("U2", 0), 7_000, -1),
+            ]
+        );
+        // the bad risk_score is a rejection under ip_reputation, at the same tick
+        assert_eq!(
+            b.quality,
+            vec![(Source::IpReputation, Reason::BadType, 7_000, 1)]
+        );
+        // a repeat (a resumed source) changes nothing
+        t.apply(txn, 8_000, &mut out).expect("repeat");
+        assert!(out.take_batch().tables.is_empty());
+        assert_eq!(t.stats().skipped_txns, 1);
+        // acknowledged only once the tick is complete
+        t.completed(6_000);
+        assert_eq!(ack.acked(), 100);
+        t.completed(7_000);
+        assert_eq!(ack.acked(), 200);
+        assert_eq!(t.unacked(), 0);
+        // a re-snapshot replaces the tables: U1 goes, an IP comes
+        let ip = TableRow::Ip(IpRep {
+            ip_address: "2.2.2.2".into(),
+            risk: None,
+            is_tor: false,
+        });
+        let again = CdcEvent::Snapshot {
+            lsn: 300,
+            rows: vec![ip.clone()],
+            rejected: Vec::new(),
+        };
+        t.apply(again, 9_000, &mut out).expect("re-snapshot");
+        let mut tables = out.take_batch().tables;
+        tables.sort();
+        assert_eq!(
+            tables,
+            vec![(cust("U1", 1_704_067_200_000), 9_000, -1), (ip, 9_000, 1)]
+        );
+        assert_eq!(t.last_lsn(), 300);
+        // a failure is handed back
+        let e = CdcError::SlotMissing { slot: "s".into() };
+        assert_eq!(
+            t.apply(CdcEvent::Failed(e.clone()), 9_000, &mut out),
+            Err(e)
+        );
+    }
+}

@@ -377,3 +377,32 @@ pub fn load_dir(url: &str, dir: &Path, opts: &LoadOptions) -> Result<LoadStats, 
     }
     Ok(stats)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_with_an_offset_become_utc_wall_clock() {
+        let row = r#"{"user_id":"U1","registration_date":"2024-07-01T01:30:00+02:00","date_of_birth":"1990-05-06","lifetime_value":12.50}"#;
+        let fixed = pg_row(Table::Customers, row).expect("an object");
+        assert_eq!(
+            fixed,
+            r#"{"date_of_birth":"1990-05-06","lifetime_value":12.50,"registration_date":"2024-06-30 23:30:00.000","user_id":"U1"}"#
+        );
+        assert_eq!(pg_row(Table::Customers, "[1]"), None);
+    }
+
+    #[test]
+    fn changes_group_by_tick() {
+        let c = |at: Ms| PgChange {
+            table: Table::Products,
+            at,
+            row: None,
+            key: "P".into(),
+        };
+        let g = by_tick(vec![c(1), c(1000), c(1001), c(2500)], 1000);
+        let shape: Vec<(u64, usize)> = g.iter().map(|(t, v)| (*t, v.len())).collect();
+        assert_eq!(shape, vec![(1000, 2), (2000, 1), (3000, 1)]);
+    }
+}
