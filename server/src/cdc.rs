@@ -83,8 +83,10 @@ impl CdcDriver {
         }
     }
 
-    /// Restarts the source (a new process or a source that failed), keeping the tables' state:
-    /// the slot is reused from the last applied LSN on, and no change is lost or repeated.
+    /// Restarts the source within this process (after it failed, or to pick up new settings),
+    /// keeping the tables' state and what was received but not yet applied: the old source is
+    /// stopped, the slot is reused after the last LSN received, and no change is lost or
+    /// repeated. (A new process has no state to resume: it starts with a snapshot.)
     pub fn restart(&mut self, mut cfg: CdcConfig) -> Result<(), CdcError> {
         // stop the old source and keep everything it delivered
         self.tables.ack_handle().stop();
