@@ -758,9 +758,13 @@ fn an_idle_publication_does_not_pin_wal() {
     let mut l = db.loader();
     let now: i64 = l
         .client()
-        .query_one("SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint", &[])
+        .query_one(
+            "SELECT (pg_current_wal_insert_lsn() - '0/0'::pg_lsn)::bigint",
+            &[],
+        )
         .expect("wal lsn")
         .get(0);
+    assert!(now as u64 > start, "the inserts wrote WAL");
     let deadline = std::time::Instant::now() + WAIT;
     while db.confirmed() < now as u64 && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
