@@ -5,5 +5,8 @@
 # Usage: scripts/run.sh [shopdiff run flags, e.g. --speed 120 -w 2, or --replay examples/data]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+if ! pkg-config --exists libpq 2>/dev/null; then   # the CDC crate links libpq
+  apt-get install -y libpq-dev pkg-config >/dev/null || { apt-get update >/dev/null && apt-get install -y libpq-dev pkg-config >/dev/null; }
+fi
 cargo build --release -p shopdiff-server
 exec target/release/shopdiff run "$@"

@@ -7,6 +7,11 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 step() { printf '\n==> %s\n' "$*"; }
 
+step "system packages the build needs (libpq for the CDC crate)"
+if ! pkg-config --exists libpq 2>/dev/null; then
+  apt-get install -y libpq-dev pkg-config >/dev/null || { apt-get update >/dev/null && apt-get install -y libpq-dev pkg-config >/dev/null; }
+fi
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
@@ -16,16 +21,28 @@ cargo clippy --workspace --all-targets --release -- -D warnings
 step "cargo build --release (binary, examples, benches)"
 cargo build --release --workspace --all-targets
 
+# services the tests need, stopped on exit (only those this script started)
+cleanups=()
+cleanup() { for c in "${cleanups[@]}"; do eval "$c" || true; done; }
+trap cleanup EXIT
+
 step "local S3 server for the sink tests (scripts/s3.sh; SHOPDIFF_SKIP_S3=1 skips them)"
 if [ "${SHOPDIFF_SKIP_S3:-0}" != 1 ]; then
   if ! scripts/s3.sh status >/dev/null 2>&1; then
-    trap 'scripts/s3.sh stop' EXIT
+    cleanups+=("scripts/s3.sh stop")
   fi
   s3_env="$(scripts/s3.sh start)"
   # shellcheck disable=SC2086 # two NAME=value words
   export $s3_env
   echo "$s3_env"
 fi
+
+step "private PostgreSQL for the CDC tests (scripts/postgres.sh)"
+if ! scripts/postgres.sh status >/dev/null 2>&1; then
+  cleanups+=("scripts/postgres.sh stop")
+fi
+SHOPDIFF_PG_URL="$(scripts/postgres.sh start)"
+export SHOPDIFF_PG_URL
 
 step "cargo test --release"
 cargo test --release --workspace

@@ -6,6 +6,7 @@ pub mod generator;
 pub mod ingest;
 pub mod live;
 pub mod parquet;
+pub mod postgres;
 pub mod replay;
 pub mod sink;
 pub mod source;

@@ -123,23 +123,34 @@ impl Feeder {
 /// The generator paced by the wall clock.
 pub struct LiveGenerator {
     gen: Generator,
+    /// Feed the generator's table rows and changes (false: the tables come from elsewhere).
+    tables: bool,
     next: Option<GenItem>,
     sim_start: Ms,
     speed: f64,
 }
 
 impl LiveGenerator {
-    /// A generator whose first session starts at `cfg.start`; feeds `feeder` its tables.
-    pub fn new(cfg: &GenConfig, speed: f64, feeder: &mut Feeder) -> Result<LiveGenerator, String> {
+    /// A generator whose first session starts at `cfg.start`; feeds `feeder` its tables (and
+    /// later their changes) when `tables` is set.
+    pub fn new(
+        cfg: &GenConfig,
+        speed: f64,
+        tables: bool,
+        feeder: &mut Feeder,
+    ) -> Result<LiveGenerator, String> {
         let mut gen = Generator::new(cfg.clone()).map_err(|e| e.to_string())?;
-        for table in [Table::Products, Table::Customers, Table::IpReputation] {
-            for line in gen.tables().get(table) {
-                feeder.table_row(table, &line.json);
+        if tables {
+            for table in [Table::Products, Table::Customers, Table::IpReputation] {
+                for line in gen.tables().get(table) {
+                    feeder.table_row(table, &line.json);
+                }
             }
         }
         let next = gen.next();
         Ok(LiveGenerator {
             gen,
+            tables,
             next,
             sim_start: cfg.start,
             speed: speed.max(1e-6),
@@ -167,7 +178,8 @@ impl LiveGenerator {
             match item.stream {
                 GenStream::Transactions => feeder.record(Stream::Transactions, &item.json),
                 GenStream::Behavior => feeder.record(Stream::Behavior, &item.json),
-                GenStream::Change => feeder.change(&item.json),
+                GenStream::Change if self.tables => feeder.change(&item.json),
+                GenStream::Change => {}
             }
             n += 1;
             self.next = self.gen.next();

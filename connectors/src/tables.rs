@@ -46,6 +46,15 @@ impl TableState {
         self.rows.keys().filter(|(t, _)| *t == table).count()
     }
 
+    /// The keys of a table's rows (in no particular order).
+    pub fn keys(&self, table: Table) -> Vec<Str> {
+        self.rows
+            .keys()
+            .filter(|(t, _)| *t == table)
+            .map(|(_, k)| k.clone())
+            .collect()
+    }
+
     pub fn get(&self, table: Table, key: &str) -> Option<&TableRow> {
         self.rows.get(&(table, Str::from(key)))
     }

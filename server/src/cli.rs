@@ -110,6 +110,8 @@ pub struct GenerateArgs {
     /// Compress the files with zstd (`.jsonl.zst`).
     #[arg(long)]
     pub zstd: bool,
+    #[command(flatten)]
+    pub pg: crate::cli_pg::PgGenerateArgs,
 }
 
 /// `shopdiff run`: every flag has a twin of the same name (with `_` for `-`) in `--config`.
@@ -127,12 +129,29 @@ pub struct RunArgs {
     /// Take the tables (initial rows and changes) from a recorded stream's files.
     #[arg(long)]
     pub tables: Option<PathBuf>,
-    /// Read the tables from PostgreSQL by logical replication.
+    /// Read the tables from PostgreSQL by logical replication (snapshot, then changes).
     #[arg(long)]
     pub postgres: Option<String>,
-    /// Write continuous Parquet to a directory or s3://bucket/prefix.
+    /// PostgreSQL replication slot (default shopdiff).
+    #[arg(long)]
+    pub pg_slot: Option<String>,
+    /// PostgreSQL publication, created for the three tables when missing (default shopdiff).
+    #[arg(long)]
+    pub pg_publication: Option<String>,
+    /// Drop and re-create the slot and copy the tables anew (needed when the slot exists from an
+    /// earlier run, was dropped or was invalidated).
+    #[arg(long)]
+    pub pg_resnapshot: bool,
+    /// Write continuous Parquet to a directory or s3://bucket/prefix (S3 settings from
+    /// AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY).
     #[arg(long)]
     pub sink: Option<String>,
+    /// Sink: commit every this many ms of as_of (default 60000).
+    #[arg(long)]
+    pub sink_commit_ms: Option<u64>,
+    /// Sink: a full snapshot of every view every this many ms of as_of (default 3600000; 0 never).
+    #[arg(long)]
+    pub sink_snapshot_ms: Option<u64>,
     /// Address of the HTTP server (default 127.0.0.1:8080; port 0 picks a free one).
     #[arg(long)]
     pub http: Option<String>,
@@ -209,7 +228,12 @@ struct RunFile {
     kafka: Option<String>,
     tables: Option<PathBuf>,
     postgres: Option<String>,
+    pg_slot: Option<String>,
+    pg_publication: Option<String>,
+    pg_resnapshot: Option<bool>,
     sink: Option<String>,
+    sink_commit_ms: Option<u64>,
+    sink_snapshot_ms: Option<u64>,
     http: Option<String>,
     workers: Option<usize>,
     speed: Option<f64>,
@@ -250,7 +274,12 @@ fn merge_run_file(a: &RunArgs) -> anyhow::Result<RunArgs> {
         kafka: a.kafka.clone().or(f.kafka),
         tables: a.tables.clone().or(f.tables),
         postgres: a.postgres.clone().or(f.postgres),
+        pg_slot: a.pg_slot.clone().or(f.pg_slot),
+        pg_publication: a.pg_publication.clone().or(f.pg_publication),
+        pg_resnapshot: a.pg_resnapshot || f.pg_resnapshot.unwrap_or(false),
         sink: a.sink.clone().or(f.sink),
+        sink_commit_ms: a.sink_commit_ms.or(f.sink_commit_ms),
+        sink_snapshot_ms: a.sink_snapshot_ms.or(f.sink_snapshot_ms),
         http: a.http.clone().or(f.http),
         workers: a.workers.or(f.workers),
         speed: a.speed.or(f.speed),
@@ -286,8 +315,6 @@ pub fn run_config(a: &RunArgs) -> anyhow::Result<crate::live::RunConfig> {
     let a = merge_run_file(a)?;
     for (flag, given) in [
         ("--kafka", a.kafka.is_some()),
-        ("--postgres", a.postgres.is_some()),
-        ("--sink", a.sink.is_some()),
         ("--tables", a.tables.is_some()),
     ] {
         if given {
@@ -350,7 +377,31 @@ pub fn run_config(a: &RunArgs) -> anyhow::Result<crate::live::RunConfig> {
             }
         }
     };
+    let postgres = a.postgres.as_ref().map(|url| {
+        let mut c = shopdiff_connectors::postgres::CdcConfig::new(url);
+        if let Some(s) = &a.pg_slot {
+            c.slot = s.clone();
+        }
+        if let Some(p) = &a.pg_publication {
+            c.publication = p.clone();
+        }
+        c.resnapshot = a.pg_resnapshot;
+        c
+    });
+    let sink = a.sink.as_ref().map(|t| {
+        let mut c = shopdiff_connectors::sink::SinkConfig::new(t.clone());
+        c.s3 = c.s3.with_env();
+        if let Some(ms) = a.sink_commit_ms {
+            c.commit_every_ms = ms;
+        }
+        if let Some(ms) = a.sink_snapshot_ms {
+            c.snapshot_every_ms = ms;
+        }
+        c
+    });
     Ok(RunConfig {
+        postgres,
+        sink,
         workers: a.workers.unwrap_or(2).max(1),
         time,
         views,
@@ -505,7 +556,7 @@ fn generate_cmd(a: &GenerateArgs) -> anyhow::Result<()> {
         a.out.display(),
         stats.records_per_sec()
     );
-    Ok(())
+    crate::cli_pg::after_generate(&a.pg, &a.out)
 }
 
 fn run_cmd(a: &RunArgs) -> anyhow::Result<()> {
@@ -545,6 +596,7 @@ fn demo_cmd(a: &DemoArgs) -> anyhow::Result<()> {
         duplicate_rate: 0.001,
         late_rate: 0.0005,
         zstd: false,
+        pg: Default::default(),
     };
     generate_cmd(&gen)?;
     let start = Instant::now();

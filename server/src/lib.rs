@@ -2,11 +2,14 @@
 //! `shopdiff` command line. The only crate that sees all the others.
 
 pub mod auth;
+pub mod cdc;
 pub mod cli;
+pub mod cli_pg;
 pub mod http;
 pub mod live;
 pub mod metrics;
 pub mod runtime;
+pub mod sink_task;
 pub mod store;
 
 pub use runtime::{Engine, EngineConfig};

@@ -49,6 +49,10 @@ pub struct RunConfig {
     pub exit_after: Option<Duration>,
     /// Print progress lines to stderr every so often.
     pub progress: bool,
+    /// Take the tables from PostgreSQL by CDC instead of the source's own.
+    pub postgres: Option<shopdiff_connectors::postgres::CdcConfig>,
+    /// Write continuous Parquet.
+    pub sink: Option<shopdiff_connectors::sink::SinkConfig>,
 }
 
 /// Milliseconds since the epoch.
@@ -65,6 +69,7 @@ pub struct Job {
     pub state: Arc<AppState>,
     stop: Arc<AtomicBool>,
     feeder: Option<std::thread::JoinHandle<Result<(), String>>>,
+    sink: Option<crate::sink_task::SinkTask>,
 }
 
 impl Job {
@@ -84,6 +89,14 @@ impl Job {
             auth: cfg.auth.clone(),
             subscriber_buffer: cfg.subscriber_buffer,
         });
+        // the sink listens before the first advance, so it sees every change
+        let sink = match &cfg.sink {
+            Some(c) => Some(crate::sink_task::SinkTask::start(
+                c.clone(),
+                engine.stores().clone(),
+            )?),
+            None => None,
+        };
         let stop = Arc::new(AtomicBool::new(false));
         let feeder = {
             let (engine, stop, cfg) = (engine.clone(), stop.clone(), cfg.clone());
@@ -97,17 +110,35 @@ impl Job {
             state,
             stop,
             feeder: Some(feeder),
+            sink,
         })
     }
 
     /// Stops the source; returns its error, if it failed.
     pub fn stop(&mut self) -> Result<(), String> {
         self.stop.store(true, Ordering::Relaxed);
-        match self.feeder.take().map(|h| h.join()) {
+        let source = match self.feeder.take().map(|h| h.join()) {
             Some(Ok(r)) => r,
             Some(Err(_)) => Err("the source thread panicked".into()),
             None => Ok(()),
+        };
+        if let Some(mut s) = self.sink.take() {
+            // let the last batch fed become an as_of the sink can write
+            let want = self.engine.fed_frontier();
+            let t0 = Instant::now();
+            while self
+                .engine
+                .stores()
+                .as_of()
+                .map(|a| a + self.engine.stores().tick())
+                < Some(want)
+                && t0.elapsed() < Duration::from_secs(10)
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            s.stop()?;
         }
+        source
     }
 
     /// Has the source ended (a replay that reached its end, or an error)?
@@ -122,13 +153,69 @@ impl Drop for Job {
     }
 }
 
+fn start_cdc(cfg: &RunConfig) -> Result<Option<crate::cdc::CdcDriver>, String> {
+    let Some(pg) = &cfg.postgres else {
+        return Ok(None);
+    };
+    let mut cdc = crate::cdc::CdcDriver::start(pg.clone()).map_err(|e| e.to_string())?;
+    if !cdc
+        .wait_snapshot(Duration::from_secs(120))
+        .map_err(|e| e.to_string())?
+    {
+        return Err(format!(
+            "no initial snapshot from PostgreSQL ({}) within 120 s",
+            pg.url
+        ));
+    }
+    if cfg.progress {
+        eprintln!("tables: initial snapshot from PostgreSQL received; following its changes");
+    }
+    Ok(Some(cdc))
+}
+
 fn feed(
     cfg: &RunConfig,
     engine: &Engine,
     metrics: &Metrics,
     stop: &AtomicBool,
 ) -> Result<(), String> {
+    let mut cdc = start_cdc(cfg)?;
     match &cfg.source {
+        EventSource::Replay { dir, batch } if cdc.is_some() => {
+            let Some(cdc) = cdc.as_mut() else {
+                return Ok(());
+            };
+            let replay = Replay::open(
+                dir,
+                ReplayOptions {
+                    time: cfg.time,
+                    batch_records: (*batch).max(1),
+                    dead_letters: None,
+                },
+            )
+            .map_err(|e| e.to_string())?;
+            crate::cdc::replay_with_cdc(replay, engine, cdc, Duration::from_secs(120), |_, _| {
+                Ok(())
+            })
+            .map_err(|e| e.to_string())?;
+            // the events are over: table changes keep coming, one tick each
+            let tick = cfg.time.tick_ms;
+            while !stop.load(Ordering::Relaxed) {
+                // changes go in at the last frontier; the batch closes that tick
+                let f = engine.fed_frontier().max(cdc.last_frontier());
+                let mut b = shopdiff_connectors::Batch {
+                    frontier: f + tick,
+                    ..Default::default()
+                };
+                if cdc.pending() > 0 {
+                    cdc.merge(&mut b).map_err(|e| e.to_string())?;
+                    engine.feed(b);
+                }
+                cdc.ack_completed(engine.stores());
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Ok(())
+        }
         EventSource::Replay { dir, batch } => {
             let replay = Replay::open(
                 dir,
@@ -157,14 +244,18 @@ fn feed(
         }
         EventSource::Generator { gen, speed } => {
             let mut feeder = Feeder::new(cfg.time);
-            let mut live = LiveGenerator::new(gen, *speed, &mut feeder)?;
+            let mut live = LiveGenerator::new(gen, *speed, cdc.is_none(), &mut feeder)?;
             let wall0 = Instant::now();
             let mut last_report = Instant::now();
             let flush = Duration::from_millis(cfg.flush_ms.max(1));
             while !stop.load(Ordering::Relaxed) {
                 let elapsed = wall0.elapsed().as_millis() as u64;
                 let done = live.feed_due(elapsed, 200_000, &mut feeder).is_none();
-                let b = feeder.cut();
+                let mut b = feeder.cut();
+                if let Some(cdc) = cdc.as_mut() {
+                    cdc.merge(&mut b).map_err(|e| e.to_string())?;
+                    cdc.ack_completed(engine.stores());
+                }
                 metrics.batch(&b);
                 if let Some(w) = feeder.ingest().watermark() {
                     metrics.set_watermark(w);

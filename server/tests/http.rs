@@ -25,6 +25,8 @@ fn config(source: EventSource, auth: Auth) -> RunConfig {
         history: HistoryConfig::default(),
         subscriber_buffer: 1024,
         tls: None,
+        postgres: None,
+        sink: None,
         flush_ms: 20,
         exit_after: None,
         progress: false,

@@ -247,7 +247,8 @@ fn freshness(args: &[String]) -> anyhow::Result<()> {
         tick_ms: tick,
         lateness_ms: 0,
     });
-    let mut live = LiveGenerator::new(&gen, speed, &mut feeder).map_err(anyhow::Error::msg)?;
+    let mut live =
+        LiveGenerator::new(&gen, speed, true, &mut feeder).map_err(anyhow::Error::msg)?;
     // the client: SSE on data_quality; (as_of, received epoch ms)
     let stop = Arc::new(AtomicBool::new(false));
     let client = {
