@@ -23,19 +23,33 @@ use std::time::Duration;
 /// Advances buffered between the publisher and the sink (the publisher waits when full).
 const QUEUE: usize = 64;
 
-/// Puts `Null` where a view's `as_of`-dependent columns go (the sink drops them).
+/// Puts a placeholder of the column's type where a view's `as_of`-dependent columns go (the
+/// sink checks every column's type, then leaves these out of the files).
 fn full_width(def: &ViewDef, delta: &[Value]) -> Vec<Value> {
     let mut it = delta.iter();
     def.columns
         .iter()
         .map(|c| {
             if c.as_of_dependent {
-                Value::Null
+                placeholder(c.kind)
             } else {
                 it.next().cloned().unwrap_or(Value::Null)
             }
         })
         .collect()
+}
+
+fn placeholder(kind: shopdiff_schemas::rows::ColKind) -> Value {
+    use shopdiff_schemas::rows::ColKind;
+    match kind {
+        ColKind::String => Value::Str("".into()),
+        ColKind::Integer => Value::Int(0),
+        ColKind::Money => Value::Money(0),
+        ColKind::Time => Value::Time(0),
+        ColKind::Ratio(p) => Value::Ratio(0, p),
+        ColKind::Number => Value::Number(0.0),
+        ColKind::Boolean => Value::Bool(false),
+    }
 }
 
 /// Drops the `as_of`-dependent columns of a full row.
