@@ -4,11 +4,12 @@
 pub mod files;
 pub mod generator;
 pub mod ingest;
+pub mod kafka;
 pub mod parquet;
 pub mod replay;
 pub mod source;
 pub mod tables;
 
 pub use ingest::{Ingest, Stream, TimeConfig};
-pub use replay::{Replay, ReplayOptions, ReplayStats};
+pub use replay::{RecordedTables, Replay, ReplayOptions, ReplayStats};
 pub use source::Batch;
