@@ -15,6 +15,12 @@ cargo clippy --workspace --all-targets --release -- -D warnings
 step "cargo build --release (binary, examples, benches)"
 cargo build --release --workspace --all-targets
 
+step "Kafka broker for server/tests/kafka.rs (tansu; the first install takes ~20 minutes)"
+scripts/kafka.sh install
+scripts/kafka.sh start
+trap 'scripts/kafka.sh stop' EXIT
+export SHOPDIFF_KAFKA="127.0.0.1:${KAFKA_PORT:-9092}" SHOPDIFF_KAFKA_RESTART=1
+
 step "cargo test --release"
 cargo test --release --workspace
 

@@ -97,25 +97,25 @@ pub enum KafkaError {
     Client {
         what: &'static str,
         topic: String,
-        source: rdkafka::error::KafkaError,
+        source: Box<rdkafka::error::KafkaError>,
     },
     #[error("committing offset {offset} of {topic}/{partition}: {source}")]
     Commit {
         topic: String,
         partition: i32,
         offset: i64,
-        source: rdkafka::error::KafkaError,
+        source: Box<rdkafka::error::KafkaError>,
     },
     #[error("consuming {topic}: {source}")]
     Consume {
         topic: String,
-        source: rdkafka::error::KafkaError,
+        source: Box<rdkafka::error::KafkaError>,
     },
     #[error("producing to {topic} (key {key:?}): {source}")]
     Produce {
         topic: String,
         key: String,
-        source: rdkafka::error::KafkaError,
+        source: Box<rdkafka::error::KafkaError>,
     },
     #[error("{count} message(s) were not delivered; the first: {first} (hint: does the topic exist? is the broker up?)")]
     Undelivered { count: u64, first: String },

@@ -27,6 +27,8 @@ pub enum Cmd {
     Generate(GenerateArgs),
     /// Generate a stream, replay it and print the top rows of each view.
     Run(RunArgs),
+    /// Read the Kafka topics into every view (see `cli_kafka`).
+    Consume(crate::cli_kafka::ConsumeArgs),
 }
 
 /// Engine settings shared by the commands that run views.
@@ -105,6 +107,8 @@ pub struct GenerateArgs {
     /// Compress the files with zstd (`.jsonl.zst`).
     #[arg(long)]
     pub zstd: bool,
+    #[command(flatten)]
+    pub kafka: crate::cli_kafka::KafkaGenArgs,
 }
 
 #[derive(Args, Debug)]
@@ -133,6 +137,7 @@ pub fn main() -> i32 {
         Cmd::Replay(a) => replay_cmd(&a),
         Cmd::Generate(a) => generate_cmd(&a).map(|_| ()),
         Cmd::Run(a) => run_cmd(&a),
+        Cmd::Consume(a) => crate::cli_kafka::consume_cmd(&a),
     };
     match res {
         Ok(()) => 0,
@@ -233,6 +238,9 @@ fn gen_config(a: &GenerateArgs) -> GenConfig {
 }
 
 fn generate_cmd(a: &GenerateArgs) -> anyhow::Result<()> {
+    if let Some(brokers) = &a.kafka.kafka {
+        return crate::cli_kafka::generate_kafka(a, &gen_config(a), brokers, a.kafka.rate);
+    }
     let opts = WriteOptions {
         zstd: a.zstd,
         progress: true,
@@ -267,6 +275,7 @@ fn run_cmd(a: &RunArgs) -> anyhow::Result<()> {
         duplicate_rate: 0.001,
         late_rate: 0.0005,
         zstd: false,
+        kafka: Default::default(),
     };
     generate_cmd(&gen)?;
     let start = Instant::now();

@@ -2,6 +2,8 @@
 //! `shopdiff` command line. The only crate that sees all the others.
 
 pub mod cli;
+pub mod cli_kafka;
+pub mod kafka_driver;
 pub mod runtime;
 pub mod store;
 

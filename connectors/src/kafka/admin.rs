@@ -25,7 +25,7 @@ pub fn create_topics(
             .map_err(|source| KafkaError::Client {
                 what: "creating an admin client",
                 topic: topics.join(","),
-                source,
+                source: Box::new(source),
             })?;
     // a metadata round trip first: it tells "broker down" apart from "request refused"
     let first = topics.first().copied().unwrap_or(super::TRANSACTIONS_TOPIC);
@@ -45,7 +45,7 @@ pub fn create_topics(
         block_on(admin.create_topics(&new, &opts)).map_err(|source| KafkaError::Client {
             what: "creating topics",
             topic: first.to_string(),
-            source,
+            source: Box::new(source),
         })?;
     for r in results {
         match r {
@@ -158,7 +158,7 @@ pub fn read_topic(
         .map_err(|source| KafkaError::Client {
             what: "creating a consumer",
             topic: topic.to_string(),
-            source,
+            source: Box::new(source),
         })?;
     let retry = Retry {
         attempts: 3,
@@ -171,13 +171,13 @@ pub fn read_topic(
             .map_err(|source| KafkaError::Client {
                 what: "assigning partitions",
                 topic: topic.to_string(),
-                source,
+                source: Box::new(source),
             })?;
     }
     consumer.assign(&tpl).map_err(|source| KafkaError::Client {
         what: "assigning partitions",
         topic: topic.to_string(),
-        source,
+        source: Box::new(source),
     })?;
     let mut out: BTreeMap<(i32, i64), ReceivedMessage> = BTreeMap::new();
     let mut at_end: BTreeMap<i32, bool> = parts.iter().map(|p| (*p, false)).collect();

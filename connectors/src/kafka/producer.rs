@@ -72,7 +72,7 @@ impl RecordProducer {
             .map_err(|source| KafkaError::Client {
                 what: "creating a producer",
                 topic: String::new(),
-                source,
+                source: Box::new(source),
             })?;
         retry.run(brokers, "producer", |timeout| {
             producer
@@ -124,7 +124,7 @@ impl RecordProducer {
                         key: key
                             .map(|k| String::from_utf8_lossy(k).into_owned())
                             .unwrap_or_default(),
-                        source,
+                        source: Box::new(source),
                     })
                 }
             }
@@ -149,7 +149,7 @@ impl RecordProducer {
             .map_err(|source| KafkaError::Produce {
                 topic: String::new(),
                 key: String::new(),
-                source,
+                source: Box::new(source),
             })?;
         let first = self
             .producer
@@ -279,7 +279,9 @@ fn text(v: Option<&Value>) -> String {
 /// changed is `raise`d again with the new measure (consumers treat `raise` as an upsert by
 /// `rule|key`). Messages are in key order.
 pub fn alert_messages(as_of: u64, changes: &[(Vec<Value>, isize)]) -> Vec<AlertMessage> {
-    let mut by_key: BTreeMap<String, (Option<&Vec<Value>>, Option<&Vec<Value>>)> = BTreeMap::new();
+    /// The row that came in and the row that went out, per `rule|key`.
+    type InOut<'a> = (Option<&'a Vec<Value>>, Option<&'a Vec<Value>>);
+    let mut by_key: BTreeMap<String, InOut<'_>> = BTreeMap::new();
     for (row, diff) in changes {
         if *diff == 0 {
             continue;

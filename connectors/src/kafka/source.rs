@@ -170,7 +170,7 @@ fn client_err(
     move |source| KafkaError::Client {
         what,
         topic,
-        source,
+        source: Box::new(source),
     }
 }
 
@@ -400,7 +400,7 @@ impl KafkaSource {
             Err(e @ rdkafka::error::KafkaError::MessageConsumptionFatal(_)) => {
                 return Err(KafkaError::Consume {
                     topic: topic.name.clone(),
-                    source: e,
+                    source: Box::new(e),
                 })
             }
             Err(e) => {
@@ -557,7 +557,7 @@ impl KafkaSource {
                             topic: name.clone(),
                             partition: p.partition,
                             offset: o,
-                            source,
+                            source: Box::new(source),
                         })?;
                     which.push((i, o));
                 }
@@ -576,7 +576,7 @@ impl KafkaSource {
                     topic: t.name.clone(),
                     partition: self.parts[i].partition,
                     offset: o,
-                    source,
+                    source: Box::new(source),
                 });
             }
             for (i, o) in which {
