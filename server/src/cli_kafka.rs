@@ -173,6 +173,9 @@ pub fn consume_cmd(a: &ConsumeArgs) -> anyhow::Result<()> {
         s.commits,
         r.alerts_sent,
     );
+    for w in &r.warnings {
+        eprintln!("warning: {w}");
+    }
     if let Some(out) = &a.snapshot {
         write_snapshots(&r.stores, out)?;
         eprintln!("wrote view snapshots to {}", out.display());

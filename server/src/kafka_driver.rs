@@ -46,9 +46,13 @@ pub struct KafkaRunResult {
     pub as_of: Option<u64>,
     /// `(topic, partition, committed offset)` at the end.
     pub committed: Vec<(String, i32, i64)>,
+    /// `(topic, partition, next offset to read)` at the end.
+    pub positions: Vec<(String, i32, i64)>,
     pub alerts_sent: u64,
     /// Commits that failed and were retried later (the broker was away).
     pub commit_errors: u64,
+    /// Problems that did not stop the run (dead letters or alerts not delivered at the end).
+    pub warnings: Vec<String>,
 }
 
 /// The smallest `as_of` over every view (`None` while one has none).
@@ -153,17 +157,29 @@ pub fn run_kafka(opts: KafkaRunOptions) -> Result<KafkaRunResult, DriverError> {
     if let Some(t) = as_of {
         source.completed(t)?;
     }
+    let mut warnings = Vec::new();
     if let Some(a) = &mut alerts {
-        a.publish(&stores)?;
-        a.producer.flush(Duration::from_secs(30))?;
+        if let Err(e) = a
+            .publish(&stores)
+            .and_then(|_| a.producer.flush(Duration::from_secs(30)))
+        {
+            warnings.push(format!("fraud alerts: {e}"));
+        }
     }
-    source.flush(Duration::from_secs(30))?;
+    if let Err(e) = source.flush(Duration::from_secs(30)) {
+        warnings.push(format!("dead letters: {e}"));
+    }
+    for w in &warnings {
+        tracing::warn!("{w}");
+    }
     Ok(KafkaRunResult {
         stores,
         stats: source.stats().clone(),
         as_of,
         committed: source.committed(),
+        positions: source.positions(),
         alerts_sent: alerts.map_or(0, |a| a.sent),
         commit_errors,
+        warnings,
     })
 }

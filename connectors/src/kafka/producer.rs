@@ -12,12 +12,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-/// Counts deliveries and keeps the first failure.
+/// Most failed messages kept for a retry; beyond it they are counted as lost.
+const MAX_RETAINED: usize = 100_000;
+
+/// Counts deliveries and keeps the failed messages for a retry at the next flush.
 #[derive(Default)]
 pub struct Deliveries {
     delivered: AtomicU64,
     failed: AtomicU64,
     first_error: Mutex<Option<String>>,
+    retry: Mutex<Vec<rdkafka::message::OwnedMessage>>,
 }
 
 impl ClientContext for Deliveries {}
@@ -30,11 +34,15 @@ impl ProducerContext for Deliveries {
                 self.delivered.fetch_add(1, Ordering::Relaxed);
             }
             Err((e, m)) => {
+                use rdkafka::Message;
                 self.failed.fetch_add(1, Ordering::Relaxed);
                 let mut first = self.first_error.lock().unwrap_or_else(|e| e.into_inner());
                 if first.is_none() {
-                    use rdkafka::Message;
                     *first = Some(format!("{}/{}: {e}", m.topic(), m.partition()));
+                }
+                let mut retry = self.retry.lock().unwrap_or_else(|e| e.into_inner());
+                if retry.len() < MAX_RETAINED {
+                    retry.push(m.detach());
                 }
             }
         }
@@ -142,8 +150,40 @@ impl RecordProducer {
         )
     }
 
-    /// Waits until every queued message is delivered or failed; fails when any failed.
+    /// Waits until every queued message is delivered; a message that failed (a broker that
+    /// restarted answers some requests with errors) is sent again, up to 5 rounds with a
+    /// growing pause; fails naming the first failure when some are still not delivered.
     pub fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
+        let ctx = self.producer.context();
+        for round in 0..5u32 {
+            self.flush_once(timeout)?;
+            let failed = std::mem::take(&mut *ctx.retry.lock().unwrap_or_else(|e| e.into_inner()));
+            if failed.is_empty() {
+                ctx.failed.store(0, Ordering::Relaxed);
+                *ctx.first_error.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                return Ok(());
+            }
+            tracing::warn!(
+                "{} message(s) not delivered; sending them again (round {})",
+                failed.len(),
+                round + 1
+            );
+            std::thread::sleep(Duration::from_millis(250 << round));
+            ctx.failed.store(0, Ordering::Relaxed);
+            for m in failed {
+                use rdkafka::Message;
+                self.send(
+                    m.topic(),
+                    m.key(),
+                    m.payload().unwrap_or_default(),
+                    m.headers().cloned(),
+                )?;
+            }
+        }
+        self.flush_once(timeout)
+    }
+
+    fn flush_once(&self, timeout: Duration) -> Result<(), KafkaError> {
         self.producer
             .flush(timeout)
             .map_err(|source| KafkaError::Produce {
