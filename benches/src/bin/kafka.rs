@@ -45,7 +45,10 @@ fn bare_consume(brokers: &str, topics: &[&str]) -> anyhow::Result<u64> {
         .set("group.id", "shopdiff-bench-bare")
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")
-        .set("fetch.wait.max.ms", "100")
+        .set(
+            "fetch.wait.max.ms",
+            std::env::var("BARE_FETCH_WAIT_MS").unwrap_or_else(|_| "100".into()),
+        )
         .create()?;
     let mut tpl = TopicPartitionList::new();
     let mut parts = 0usize;
