@@ -500,6 +500,10 @@ fn broker_restarted_mid_stream() {
     assert!(r.warnings.is_empty(), "{:?}", r.warnings);
     assert_eq!(r.stats.messages, produced);
     assert_eq!(total_committed(&r), produced as i64);
+    // every rejected record has its dead letter (failed sends were sent again)
+    let dead = read_topic(&brokers, &t.dead, Duration::from_secs(30)).expect("reading");
+    let positions: BTreeSet<&str> = dead.iter().filter_map(|m| m.header("position")).collect();
+    assert_eq!(positions.len() as u64, r.stats.rejected);
     assert_same(
         "bounced vs replay",
         &snapshot(&r.stores),

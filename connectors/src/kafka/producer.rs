@@ -151,18 +151,30 @@ impl RecordProducer {
     }
 
     /// Waits until every queued message is delivered; a message that failed (a broker that
-    /// restarted answers some requests with errors) is sent again, up to 5 rounds with a
+    /// restarts answers some requests with errors) is sent again, up to 5 more rounds with a
     /// growing pause; fails naming the first failure when some are still not delivered.
     pub fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
         let ctx = self.producer.context();
-        for round in 0..5u32 {
+        let lock = |m: &Mutex<Vec<rdkafka::message::OwnedMessage>>| {
+            std::mem::take(&mut *m.lock().unwrap_or_else(|e| e.into_inner()))
+        };
+        for round in 0..=5u32 {
             self.flush_once(timeout)?;
-            let failed = std::mem::take(&mut *ctx.retry.lock().unwrap_or_else(|e| e.into_inner()));
+            let failed = lock(&ctx.retry);
+            let mut first = ctx.first_error.lock().unwrap_or_else(|e| e.into_inner());
             if failed.is_empty() {
                 ctx.failed.store(0, Ordering::Relaxed);
-                *ctx.first_error.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                *first = None;
                 return Ok(());
             }
+            if round == 5 {
+                return Err(KafkaError::Undelivered {
+                    count: failed.len() as u64,
+                    first: first.clone().unwrap_or_default(),
+                });
+            }
+            *first = None;
+            drop(first);
             tracing::warn!(
                 "{} message(s) not delivered; sending them again (round {})",
                 failed.len(),
@@ -180,7 +192,7 @@ impl RecordProducer {
                 )?;
             }
         }
-        self.flush_once(timeout)
+        Ok(())
     }
 
     fn flush_once(&self, timeout: Duration) -> Result<(), KafkaError> {
@@ -190,21 +202,7 @@ impl RecordProducer {
                 topic: String::new(),
                 key: String::new(),
                 source: Box::new(source),
-            })?;
-        let first = self
-            .producer
-            .context()
-            .first_error
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        match first {
-            Some(first) => Err(KafkaError::Undelivered {
-                count: self.failed(),
-                first,
-            }),
-            None => Ok(()),
-        }
+            })
     }
 
     /// Messages acknowledged by the broker so far.
