@@ -122,10 +122,26 @@ pub struct KafkaStats {
     pub changes_applied: u64,
 }
 
+/// The consumers' context: partition ends are expected (they drive idleness), and other
+/// client-level errors are warnings, reported by us with the topic when they matter.
+struct QuietContext;
+
+impl rdkafka::ClientContext for QuietContext {
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        if !matches!(error, rdkafka::error::KafkaError::PartitionEOF(_))
+            && !reason.contains("reached end of partition")
+        {
+            tracing::warn!("librdkafka: {error}: {reason}");
+        }
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for QuietContext {}
+
 struct Topic {
     name: String,
     stream: Stream,
-    consumer: BaseConsumer,
+    consumer: BaseConsumer<QuietContext>,
 }
 
 /// One partition: an input of the [`Ingest`].
@@ -183,14 +199,14 @@ impl KafkaSource {
             (&cfg.transactions_topic, Stream::Transactions),
             (&cfg.behavior_topic, Stream::Behavior),
         ] {
-            let consumer: BaseConsumer = client_config(&cfg.brokers)
+            let consumer: BaseConsumer<QuietContext> = client_config(&cfg.brokers)
                 .set("group.id", &cfg.group_id)
                 .set("enable.auto.commit", "false")
                 .set("enable.auto.offset.store", "false")
                 .set("enable.partition.eof", "true")
                 .set("auto.offset.reset", "earliest")
                 .set("fetch.wait.max.ms", "100")
-                .create()
+                .create_with_context(QuietContext)
                 .map_err(client_err("creating a consumer", name))?;
             topics.push(Topic {
                 name: name.clone(),
