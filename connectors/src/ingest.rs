@@ -12,6 +12,10 @@
 //!   exhausted input no longer holds it back.
 //! * A record older than the watermark when it arrives is `late`: it takes effect at the next
 //!   tick after the watermark (`floor_tick(W) + tick`), and its timestamp still decides buckets.
+//! * Inputs: by default the two streams (a replay); a source with more inputs (Kafka: one per
+//!   topic partition) uses [`Ingest::with_inputs`] and the `*_from` methods. An input can be
+//!   closed (exhausted or idle) and reopened; the watermark never goes back, so a record that
+//!   arrives on a reopened input older than the watermark is late.
 //! * Identities are kept as 128-bit hashes (a collision between two of 10^9 identities has a
 //!   probability below 10^-20); only accepted records claim an identity.
 //! * Rejections and duplicates are counted at the tick where the record arrives:
@@ -56,7 +60,8 @@ impl Stream {
             Stream::Behavior => Source::Behavior,
         }
     }
-    fn idx(self) -> usize {
+    /// The input index of this stream in an [`Ingest::new`] (two inputs).
+    pub fn idx(self) -> usize {
         self as usize
     }
 }
@@ -75,8 +80,10 @@ pub struct Ingest {
     cfg: TimeConfig,
     seen_lines: HashSet<u128>,
     seen_events: HashSet<u128>,
-    max_seen: [Option<Ms>; 2],
-    live: [bool; 2],
+    max_seen: Vec<Option<Ms>>,
+    live: Vec<bool>,
+    /// The watermark never goes below this (set when a closed input is reopened).
+    floor: Option<Ms>,
     /// The updates collected since the last [`Ingest::take_batch`].
     batch: Batch,
 }
@@ -91,15 +98,33 @@ fn identity(parts: &[&str]) -> u128 {
 }
 
 impl Ingest {
+    /// Two inputs: the transactions and behavior streams ([`Stream::idx`]).
     pub fn new(cfg: TimeConfig) -> Self {
+        Self::with_inputs(cfg, 2)
+    }
+
+    /// `n` inputs (at least one), each holding the watermark back while live.
+    pub fn with_inputs(cfg: TimeConfig, n: usize) -> Self {
+        let n = n.max(1);
         Ingest {
             cfg,
             seen_lines: HashSet::new(),
             seen_events: HashSet::new(),
-            max_seen: [None, None],
-            live: [true, true],
+            max_seen: vec![None; n],
+            live: vec![true; n],
+            floor: None,
             batch: Batch::default(),
         }
+    }
+
+    /// Number of inputs.
+    pub fn inputs(&self) -> usize {
+        self.live.len()
+    }
+
+    /// Whether an input still holds the watermark back.
+    pub fn is_live(&self, input: usize) -> bool {
+        self.live.get(input).copied().unwrap_or(false)
     }
 
     pub fn config(&self) -> TimeConfig {
@@ -109,14 +134,21 @@ impl Ingest {
     /// The watermark; `None` while a live input has seen nothing (minus infinity) and when no
     /// input has seen anything.
     pub fn watermark(&self) -> Option<Ms> {
+        match (self.raw_watermark(), self.floor) {
+            (Some(w), Some(f)) => Some(w.max(f)),
+            (w, f) => w.or(f),
+        }
+    }
+
+    fn raw_watermark(&self) -> Option<Ms> {
         let mut w: Option<Ms> = None;
         let mut any_live = false;
-        for i in 0..2 {
-            if !self.live[i] {
+        for (live, max) in self.live.iter().zip(&self.max_seen) {
+            if !live {
                 continue;
             }
             any_live = true;
-            let m = self.max_seen[i]? - self.cfg.lateness_ms as Ms;
+            let m = (*max)? - self.cfg.lateness_ms as Ms;
             w = Some(w.map_or(m, |w| w.min(m)));
         }
         if any_live {
@@ -164,16 +196,33 @@ impl Ingest {
 
     /// Marks an input exhausted: it no longer holds the watermark back.
     pub fn close(&mut self, s: Stream) {
-        self.live[s.idx()] = false;
+        self.close_input(s.idx());
     }
 
-    fn effect(&mut self, s: Stream, ts: Ms) -> (u64, bool) {
+    /// Marks an input exhausted or idle: it no longer holds the watermark back.
+    pub fn close_input(&mut self, input: usize) {
+        if let Some(l) = self.live.get_mut(input) {
+            *l = false;
+        }
+    }
+
+    /// An idle input has records again: it holds the watermark back from now on, but the
+    /// watermark does not go back (its older records are late).
+    pub fn reopen_input(&mut self, input: usize) {
+        if self.is_live(input) || input >= self.live.len() {
+            return;
+        }
+        self.floor = self.watermark();
+        self.live[input] = true;
+    }
+
+    fn effect(&mut self, input: usize, ts: Ms) -> (u64, bool) {
         let tick = self.cfg.tick_ms;
         let (time, late) = match self.watermark() {
             Some(w) if ts < w => (floor_tick(w, tick) + tick, true),
             _ => (ceil_tick(ts, tick), false),
         };
-        let m = &mut self.max_seen[s.idx()];
+        let m = &mut self.max_seen[input.min(self.live.len() - 1)];
         *m = Some(m.map_or(ts, |m| m.max(ts)));
         (time, late)
     }
@@ -190,6 +239,11 @@ impl Ingest {
 
     /// An accepted transaction line, in arrival order.
     pub fn line(&mut self, line: Line) -> Fate {
+        self.line_from(Stream::Transactions.idx(), line)
+    }
+
+    /// An accepted transaction line arriving on `input`, in arrival order.
+    pub fn line_from(&mut self, input: usize, line: Line) -> Fate {
         if !self
             .seen_lines
             .insert(identity(&[&line.transaction_id, &line.product_id]))
@@ -198,7 +252,7 @@ impl Ingest {
             self.count(Source::Transactions, Reason::Duplicate, t);
             return Fate::Duplicate;
         }
-        let (time, late) = self.effect(Stream::Transactions, line.ts);
+        let (time, late) = self.effect(input, line.ts);
         self.count(Source::Transactions, Reason::Accepted, time);
         if late {
             self.count(Source::Transactions, Reason::Late, time);
@@ -209,12 +263,17 @@ impl Ingest {
 
     /// An accepted behavior event, in arrival order.
     pub fn event(&mut self, event: Event) -> Fate {
+        self.event_from(Stream::Behavior.idx(), event)
+    }
+
+    /// An accepted behavior event arriving on `input`, in arrival order.
+    pub fn event_from(&mut self, input: usize, event: Event) -> Fate {
         if !self.seen_events.insert(identity(&[&event.event_id])) {
             let t = self.arrival_time(Some(event.ts));
             self.count(Source::Behavior, Reason::Duplicate, t);
             return Fate::Duplicate;
         }
-        let (time, late) = self.effect(Stream::Behavior, event.ts);
+        let (time, late) = self.effect(input, event.ts);
         self.count(Source::Behavior, Reason::Accepted, time);
         if late {
             self.count(Source::Behavior, Reason::Late, time);
@@ -346,6 +405,34 @@ mod tests {
         assert_eq!(count(Reason::Accepted), 5);
         assert_eq!(count(Reason::Late), 1);
         assert_eq!(count(Reason::Duplicate), 1);
+    }
+
+    #[test]
+    fn partitions_idle_and_reopened() {
+        let mut i = Ingest::with_inputs(TimeConfig::default(), 3);
+        i.event_from(0, ev("a", 100_000));
+        i.event_from(1, ev("b", 50_000));
+        // input 2 has seen nothing: minus infinity
+        assert_eq!(i.watermark(), None);
+        i.close_input(2);
+        assert_eq!(i.watermark(), Some(45_000));
+        i.close_input(1);
+        assert_eq!(i.watermark(), Some(95_000));
+        // input 1 comes back with an old record: the watermark stays, the record is late
+        i.reopen_input(1);
+        assert_eq!(i.watermark(), Some(95_000));
+        assert_eq!(
+            i.event_from(1, ev("c", 60_000)),
+            Fate::Accepted {
+                time: 96_000,
+                late: true
+            }
+        );
+        assert_eq!(i.frontier(), 95_000);
+        i.event_from(1, ev("d", 120_000));
+        assert_eq!(i.watermark(), Some(95_000));
+        i.event_from(0, ev("e", 110_000));
+        assert_eq!(i.watermark(), Some(105_000));
     }
 
     #[test]

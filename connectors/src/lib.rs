@@ -5,6 +5,7 @@ pub mod files;
 pub mod generator;
 pub mod ingest;
 pub mod live;
+pub mod kafka;
 pub mod parquet;
 pub mod postgres;
 pub mod replay;
@@ -13,6 +14,6 @@ pub mod source;
 pub mod tables;
 
 pub use ingest::{Ingest, Stream, TimeConfig};
-pub use replay::{Replay, ReplayOptions, ReplayStats};
+pub use replay::{RecordedTables, Replay, ReplayOptions, ReplayStats};
 pub use sink::{ParquetSink, SinkConfig, SinkError as ParquetSinkError, ViewDelta};
 pub use source::Batch;

@@ -444,3 +444,60 @@ impl DeadLetters {
         }
     }
 }
+
+/// The tables of a recorded stream for a source that brings its events from elsewhere (Kafka):
+/// the initial rows apply at time 0, before every event, and the recorded changes at
+/// `ceil_tick(at)` once a batch's frontier passes them, exactly as in a replay.
+pub struct RecordedTables {
+    state: TableState,
+    changes: std::iter::Peekable<std::vec::IntoIter<(u64, Change)>>,
+    stats: ReplayStats,
+}
+
+impl RecordedTables {
+    /// Reads `products`, `customers`, `ip_reputation` (required) and `changes` (optional) from
+    /// `dir` and puts the initial rows into `ingest` at time 0.
+    pub fn open(dir: &Path, ingest: &mut Ingest) -> Result<RecordedTables, FileError> {
+        let tick = ingest.config().tick_ms;
+        let mut state = TableState::default();
+        let mut stats = ReplayStats::default();
+        let mut dead = DeadLetters::open(None)?;
+        for table in [Table::Products, Table::Customers, Table::IpReputation] {
+            let path = files::require(dir, table.name())?;
+            stats.table_rows += load_table(table, &path, &mut state, ingest, &mut dead)?;
+        }
+        let changes = match files::find(dir, "changes")? {
+            Some(p) => load_changes(&p, tick, &mut stats)?,
+            None => Vec::new(),
+        };
+        Ok(RecordedTables {
+            state,
+            changes: changes.into_iter().peekable(),
+            stats,
+        })
+    }
+
+    /// Applies the changes dated before `frontier` (call before taking a batch with it).
+    pub fn apply_due(&mut self, frontier: u64, ingest: &mut Ingest) {
+        while let Some((t, _)) = self.changes.peek() {
+            if *t >= frontier {
+                break;
+            }
+            let Some((t, c)) = self.changes.next() else {
+                break;
+            };
+            self.state.apply(c, t, ingest);
+            self.stats.changes_applied += 1;
+        }
+    }
+
+    /// Initial rows read, changes applied so far, and warnings (unreadable change lines).
+    pub fn stats(&self) -> &ReplayStats {
+        &self.stats
+    }
+
+    /// Changes not applied yet.
+    pub fn pending_changes(&self) -> usize {
+        self.changes.len()
+    }
+}

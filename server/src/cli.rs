@@ -32,6 +32,8 @@ pub enum Cmd {
     Run(RunArgs),
     /// Generate a stream, replay it and print the top rows of each view.
     Demo(DemoArgs),
+    /// Read the Kafka topics into every view (see `cli_kafka`).
+    Consume(crate::cli_kafka::ConsumeArgs),
 }
 
 /// Engine settings shared by the commands that run views.
@@ -112,6 +114,8 @@ pub struct GenerateArgs {
     pub zstd: bool,
     #[command(flatten)]
     pub pg: crate::cli_pg::PgGenerateArgs,
+    #[command(flatten)]
+    pub kafka: crate::cli_kafka::KafkaGenArgs,
 }
 
 /// `shopdiff run`: every flag has a twin of the same name (with `_` for `-`) in `--config`.
@@ -443,6 +447,7 @@ pub fn main() -> i32 {
         Cmd::Generate(a) => generate_cmd(&a).map(|_| ()),
         Cmd::Run(a) => run_cmd(&a),
         Cmd::Demo(a) => demo_cmd(&a),
+        Cmd::Consume(a) => crate::cli_kafka::consume_cmd(&a),
     };
     match res {
         Ok(()) => 0,
@@ -543,6 +548,9 @@ fn gen_config(a: &GenerateArgs) -> GenConfig {
 }
 
 fn generate_cmd(a: &GenerateArgs) -> anyhow::Result<()> {
+    if let Some(brokers) = &a.kafka.kafka {
+        return crate::cli_kafka::generate_kafka(a, &gen_config(a), brokers, a.kafka.rate);
+    }
     let opts = WriteOptions {
         zstd: a.zstd,
         progress: true,
@@ -597,6 +605,7 @@ fn demo_cmd(a: &DemoArgs) -> anyhow::Result<()> {
         late_rate: 0.0005,
         zstd: false,
         pg: Default::default(),
+        kafka: Default::default(),
     };
     generate_cmd(&gen)?;
     let start = Instant::now();

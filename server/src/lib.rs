@@ -8,6 +8,8 @@ pub mod cli_pg;
 pub mod http;
 pub mod live;
 pub mod metrics;
+pub mod cli_kafka;
+pub mod kafka_driver;
 pub mod runtime;
 pub mod sink_task;
 pub mod store;
