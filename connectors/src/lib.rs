@@ -4,8 +4,8 @@
 pub mod files;
 pub mod generator;
 pub mod ingest;
-pub mod live;
 pub mod kafka;
+pub mod live;
 pub mod parquet;
 pub mod postgres;
 pub mod replay;

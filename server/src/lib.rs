@@ -4,12 +4,12 @@
 pub mod auth;
 pub mod cdc;
 pub mod cli;
+pub mod cli_kafka;
 pub mod cli_pg;
 pub mod http;
+pub mod kafka_driver;
 pub mod live;
 pub mod metrics;
-pub mod cli_kafka;
-pub mod kafka_driver;
 pub mod runtime;
 pub mod sink_task;
 pub mod store;

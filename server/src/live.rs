@@ -28,6 +28,8 @@ pub enum EventSource {
     Generator { gen: GenConfig, speed: f64 },
     /// A recorded stream, replayed as fast as possible; the server keeps serving after it.
     Replay { dir: PathBuf, batch: usize },
+    /// The Kafka topics (tables from `tables_dir` in its config, or PostgreSQL).
+    Kafka(Box<shopdiff_connectors::kafka::KafkaSourceConfig>),
 }
 
 /// Everything `shopdiff run` needs.
@@ -240,6 +242,34 @@ fn feed(
                     stats.as_of
                 );
             }
+            Ok(())
+        }
+        EventSource::Kafka(kcfg) => {
+            let mut source = shopdiff_connectors::kafka::KafkaSource::open((**kcfg).clone())
+                .map_err(|e| e.to_string())?;
+            let mut last_done = None;
+            while !stop.load(Ordering::Relaxed) {
+                let Some(mut b) = source.next_batch().map_err(|e| e.to_string())? else {
+                    break;
+                };
+                if let Some(cdc) = cdc.as_mut() {
+                    cdc.merge(&mut b).map_err(|e| e.to_string())?;
+                    cdc.ack_completed(engine.stores());
+                }
+                metrics.batch(&b);
+                if !engine.feed(b) {
+                    break;
+                }
+                // commit the offsets whose records are in a complete as_of
+                let done = crate::cdc::completed_as_of(engine.stores());
+                if let Some(as_of) = done.filter(|_| done != last_done) {
+                    last_done = done;
+                    if let Err(e) = source.completed(as_of) {
+                        tracing::warn!("kafka commit: {e} (retried at the next completion)");
+                    }
+                }
+            }
+            let _ = source.flush(Duration::from_secs(10));
             Ok(())
         }
         EventSource::Generator { gen, speed } => {
