@@ -97,6 +97,9 @@ fi
 step "dashboard end to end in headless Chromium"
 scripts/dashboard-e2e.sh
 
+step "shopdiff run --sink: DuckDB over the lake equals the HTTP API (local directory and S3)"
+scripts/sink-e2e.sh
+
 step "replay of the committed example stream"
 target/release/shopdiff replay examples/data --snapshot target/example-snapshot -w 2
 echo
