@@ -55,15 +55,7 @@ pub struct KafkaRunResult {
     pub warnings: Vec<String>,
 }
 
-/// The smallest `as_of` over every view (`None` while one has none).
-pub fn completed_as_of(stores: &Stores) -> Option<u64> {
-    let mut min: Option<u64> = None;
-    for v in stores.iter() {
-        let a = v.as_of()?;
-        min = Some(min.map_or(a, |m| m.min(a)));
-    }
-    min
-}
+pub use crate::cdc::completed_as_of;
 
 /// Tracks the `fraud_alerts` view and produces its changes.
 struct Alerts {

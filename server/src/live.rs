@@ -155,6 +155,18 @@ impl Drop for Job {
     }
 }
 
+fn open_replay(cfg: &RunConfig, dir: &std::path::Path, batch: usize) -> Result<Replay, String> {
+    Replay::open(
+        dir,
+        ReplayOptions {
+            time: cfg.time,
+            batch_records: batch.max(1),
+            dead_letters: None,
+        },
+    )
+    .map_err(|e| e.to_string())
+}
+
 fn start_cdc(cfg: &RunConfig) -> Result<Option<crate::cdc::CdcDriver>, String> {
     let Some(pg) = &cfg.postgres else {
         return Ok(None);
@@ -187,15 +199,7 @@ fn feed(
             let Some(cdc) = cdc.as_mut() else {
                 return Ok(());
             };
-            let replay = Replay::open(
-                dir,
-                ReplayOptions {
-                    time: cfg.time,
-                    batch_records: (*batch).max(1),
-                    dead_letters: None,
-                },
-            )
-            .map_err(|e| e.to_string())?;
+            let replay = open_replay(cfg, dir, *batch)?;
             crate::cdc::replay_with_cdc(replay, engine, cdc, Duration::from_secs(120), |_, _| {
                 Ok(())
             })
@@ -219,15 +223,7 @@ fn feed(
             Ok(())
         }
         EventSource::Replay { dir, batch } => {
-            let replay = Replay::open(
-                dir,
-                ReplayOptions {
-                    time: cfg.time,
-                    batch_records: (*batch).max(1),
-                    dead_letters: None,
-                },
-            )
-            .map_err(|e| e.to_string())?;
+            let replay = open_replay(cfg, dir, *batch)?;
             let stats = replay
                 .run(|b| {
                     metrics.batch(&b);

@@ -856,6 +856,10 @@ impl Stores {
         }
         *f = frontier;
         self.shared.advances.fetch_add(1, Ordering::Relaxed);
+        // send without the write lock: a listener that is full must not block readers, and
+        // the sink reads the stores itself (it would deadlock on a lock held while it is full).
+        // Only the publisher advances, so the advances still go out in order.
+        drop(f);
         if render {
             let adv = Arc::new(Advance {
                 as_of: frontier - tick,
