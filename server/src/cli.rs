@@ -78,6 +78,8 @@ pub struct ReplayArgs {
     pub dead_letters: Option<PathBuf>,
     #[command(flatten)]
     pub engine: EngineArgs,
+    #[command(flatten)]
+    pub cluster: crate::cli_cluster::ClusterArgs,
 }
 
 #[derive(Args, Debug)]
@@ -222,6 +224,8 @@ pub struct RunArgs {
     /// The PEM private key of --tls-cert.
     #[arg(long)]
     pub tls_key: Option<PathBuf>,
+    #[command(flatten)]
+    pub cluster: crate::cli_cluster::ClusterArgs,
 }
 
 /// The config-file twin of [`RunArgs`].
@@ -260,6 +264,10 @@ struct RunFile {
     exit_after: Option<f64>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
+    processes: Option<usize>,
+    process: Option<usize>,
+    hostfile: Option<PathBuf>,
+    cluster_port: Option<u16>,
 }
 
 /// Merges the config file under the flags.
@@ -310,6 +318,12 @@ fn merge_run_file(a: &RunArgs) -> anyhow::Result<RunArgs> {
         exit_after: a.exit_after.or(f.exit_after),
         tls_cert: a.tls_cert.clone().or(f.tls_cert),
         tls_key: a.tls_key.clone().or(f.tls_key),
+        cluster: a.cluster.or(&crate::cli_cluster::ClusterArgs {
+            processes: f.processes,
+            process: f.process,
+            hostfile: f.hostfile,
+            cluster_port: f.cluster_port,
+        }),
     })
 }
 
@@ -432,6 +446,7 @@ pub fn run_config(a: &RunArgs) -> anyhow::Result<crate::live::RunConfig> {
         flush_ms: a.flush_ms.unwrap_or(100),
         exit_after: a.exit_after.map(std::time::Duration::from_secs_f64),
         progress: true,
+        cluster: a.cluster.config()?,
     })
 }
 
@@ -475,30 +490,76 @@ pub fn replay_dir(
     engine: &EngineArgs,
     dead_letters: Option<PathBuf>,
 ) -> anyhow::Result<(Stores, ReplayStats)> {
-    let opts = ReplayOptions {
-        time: time_config(engine),
-        batch_records: engine.batch.max(1),
-        dead_letters,
+    let (stores, stats) = replay_dir_in(dir, engine, dead_letters, None)?;
+    Ok((stores, stats.unwrap_or_default()))
+}
+
+/// [`replay_dir`] as one process of a cluster: process 0 reads `dir` (the other processes
+/// need not have it) and its records are exchanged by key over every worker of every process;
+/// every process returns the stores with every view whole at the final `as_of`. The stats are
+/// those of the process that read the files.
+pub fn replay_dir_in(
+    dir: &Path,
+    engine: &EngineArgs,
+    dead_letters: Option<PathBuf>,
+    cluster: Option<crate::runtime::ClusterConfig>,
+) -> anyhow::Result<(Stores, Option<ReplayStats>)> {
+    let reads = cluster.as_ref().is_none_or(|c| c.process == 0);
+    let replay = if reads {
+        let opts = ReplayOptions {
+            time: time_config(engine),
+            batch_records: engine.batch.max(1),
+            dead_letters,
+        };
+        Some(Replay::open(dir, opts)?)
+    } else {
+        None
     };
-    let replay = Replay::open(dir, opts)?;
     let views = ViewsConfig {
         tick_ms: engine.tick_ms.max(1),
         fraud: load_fraud(engine.fraud_config.as_deref())?,
     };
     let eng = Engine::start(&EngineConfig {
+        cluster,
         workers: engine.workers,
         views,
     })
     .map_err(anyhow::Error::msg)?;
-    let stats = replay.run(|b| eng.feed(b))?;
+    let stats = match replay {
+        Some(r) => Some(r.run(|b| eng.feed(b))?),
+        None => None,
+    };
+    if let Some(why) = eng.stores().failure() {
+        anyhow::bail!("{why}");
+    }
     let stores = eng.finish().map_err(anyhow::Error::msg)?;
     Ok((stores, stats))
 }
 
 fn replay_cmd(a: &ReplayArgs) -> anyhow::Result<()> {
     let start = Instant::now();
-    let (stores, stats) = replay_dir(&a.dir, &a.engine, a.dead_letters.clone())?;
+    let cluster = a.cluster.config()?;
+    let (stores, stats) =
+        replay_dir_in(&a.dir, &a.engine, a.dead_letters.clone(), cluster.clone())?;
     let secs = start.elapsed().as_secs_f64();
+    let Some(stats) = stats else {
+        // a process of a cluster that did not read the files: it holds every view too
+        eprintln!(
+            "process {} of {}: every view complete at as_of {} after {secs:.2}s",
+            cluster.as_ref().map_or(0, |c| c.process),
+            cluster.as_ref().map_or(1, |c| c.processes()),
+            stores.as_of().map_or("none".into(), |t| t.to_string()),
+        );
+        if let Some(out) = &a.snapshot {
+            write_snapshots(&stores, out)?;
+            eprintln!(
+                "wrote {} view snapshots to {}",
+                stores.iter().count(),
+                out.display()
+            );
+        }
+        return Ok(());
+    };
     for w in &stats.warnings {
         eprintln!("warning: {w}");
     }

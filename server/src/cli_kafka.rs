@@ -145,6 +145,7 @@ pub fn consume_cmd(a: &ConsumeArgs) -> anyhow::Result<()> {
     let opts = KafkaRunOptions {
         source,
         engine: EngineConfig {
+            cluster: None,
             workers: a.engine.workers,
             views: ViewsConfig {
                 tick_ms: tick,

@@ -287,14 +287,36 @@ fn view_or_404<'a>(stores: &'a Stores, name: &str) -> Result<&'a Arc<dyn AnyView
     })
 }
 
+/// Why there is no `as_of` yet, for a 503.
+fn not_ready(stores: &Stores) -> String {
+    match stores.note() {
+        Some(n) => format!("no as_of is complete yet ({n}); retry shortly (see /ready)"),
+        None => "no as_of is complete yet; retry shortly (see /ready)".into(),
+    }
+}
+
+/// `/health` (and every data route once the engine has failed): 200 while the engine runs,
+/// 503 with the reason once it stopped (a process of the cluster died).
+fn health(stores: &Stores) -> Resp {
+    match stores.failure() {
+        None => json_resp(StatusCode::OK, "{\"status\":\"ok\"}".into()),
+        Some(why) => json_resp(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "{{\"status\":\"down\",\"error\":{}}}",
+                serde_json::Value::from(format!(
+                    "the engine stopped: {why}; no numbers are served until it is restarted (scripts/cluster.sh start)"
+                ))
+            ),
+        ),
+    }
+}
+
 /// Resolves `as_of=` against the current one.
 #[allow(clippy::result_large_err)]
-fn resolve_as_of(q: &Params, current: Option<u64>) -> Result<u64, Resp> {
+fn resolve_as_of(stores: &Stores, q: &Params, current: Option<u64>) -> Result<u64, Resp> {
     let Some(current) = current else {
-        return Err(error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "no as_of is complete yet; retry shortly (see /ready)",
-        ));
+        return Err(error(StatusCode::SERVICE_UNAVAILABLE, &not_ready(stores)));
     };
     match parse_u64(q, "as_of") {
         Err(e) => Err(error(StatusCode::BAD_REQUEST, &e)),
@@ -363,7 +385,7 @@ fn read_view(state: &AppState, name: &str, q: &Params) -> Resp {
     };
     let guard = state.stores.read();
     let current = guard.as_of();
-    let as_of = match resolve_as_of(q, current) {
+    let as_of = match resolve_as_of(&state.stores, q, current) {
         Ok(t) => t,
         Err(r) => return r,
     };
@@ -418,7 +440,7 @@ fn query_views(state: &AppState, q: &Params, tok: Option<&str>) -> Resp {
     };
     let guard = state.stores.read();
     let current = guard.as_of();
-    let as_of = match resolve_as_of(q, current) {
+    let as_of = match resolve_as_of(&state.stores, q, current) {
         Ok(t) => t,
         Err(r) => return r,
     };
@@ -548,6 +570,9 @@ fn sse_stream(s: SubState) -> impl Stream<Item = Result<Event, Infallible>> + Se
                         s.metrics.sse_dropped();
                         format!("subscriber fell behind: {n} events were buffered and unread; resubscribe (with since=<last as_of> while it is held)")
                     }
+                    Some(Ended::Failed(why)) => {
+                        format!("{why}; resubscribe once it is back (with since=<last as_of>)")
+                    }
                     Some(Ended::Shutdown) | None => "the server is shutting down".into(),
                 };
                 let data = format!("{{\"reason\":{}}}", serde_json::Value::from(reason));
@@ -579,15 +604,13 @@ fn subscribe(state: &AppState, name: &str, q: &Params, last_event_id: Option<Str
     };
     let guard = state.stores.read();
     let Some(current) = guard.as_of() else {
+        return error(StatusCode::SERVICE_UNAVAILABLE, &not_ready(&state.stores));
+    };
+    if let Some(s) = since.filter(|s| *s > current) {
+        // a client resuming after a restart can be ahead of the rebuilt views for a while
         return error(
             StatusCode::SERVICE_UNAVAILABLE,
-            "no as_of is complete yet; retry shortly (see /ready)",
-        );
-    };
-    if since.is_some_and(|s| s > current) {
-        return error(
-            StatusCode::BAD_REQUEST,
-            &format!("since is after the current as_of {current}"),
+            &format!("since={s} is after the current as_of {current} (the views are still catching up, e.g. after a restart); retry shortly with the same since"),
         );
     }
     let req = SubscribeReq {
@@ -694,10 +717,13 @@ fn dispatch(
                 DASHBOARD_HTML.into(),
             ),
         ),
-        ["health"] => (
-            "health",
-            json_resp(StatusCode::OK, "{\"status\":\"ok\"}".into()),
-        ),
+        ["health"] => ("health", health(&state.stores)),
+        ["ready"] if state.stores.failure().is_some() => ("ready", health(&state.stores)),
+        ["v1", "views", _] | ["v1", "views", _, "subscribe"] | ["v1", "query"]
+            if state.stores.failure().is_some() =>
+        {
+            ("down", health(&state.stores))
+        }
         ["ready"] => match state.stores.as_of() {
             Some(a) => (
                 "ready",
@@ -707,7 +733,10 @@ fn dispatch(
                 "ready",
                 json_resp(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    "{\"ready\":false,\"reason\":\"no as_of of all views exists yet\"}".into(),
+                    format!(
+                        "{{\"ready\":false,\"reason\":{}}}",
+                        serde_json::Value::from(not_ready(&state.stores))
+                    ),
                 ),
             ),
         },

@@ -4,8 +4,10 @@
 pub mod auth;
 pub mod cdc;
 pub mod cli;
+pub mod cli_cluster;
 pub mod cli_kafka;
 pub mod cli_pg;
+pub mod cluster;
 pub mod http;
 pub mod kafka_driver;
 pub mod live;
@@ -14,5 +16,5 @@ pub mod runtime;
 pub mod sink_task;
 pub mod store;
 
-pub use runtime::{Engine, EngineConfig};
+pub use runtime::{ClusterConfig, Engine, EngineConfig};
 pub use store::{AnyView, Stores};

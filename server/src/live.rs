@@ -55,6 +55,17 @@ pub struct RunConfig {
     pub postgres: Option<shopdiff_connectors::postgres::CdcConfig>,
     /// Write continuous Parquet.
     pub sink: Option<shopdiff_connectors::sink::SinkConfig>,
+    /// This process's place in a multi-process cluster (`None`: one process). Process 0
+    /// reads the sources (and writes the sink); every process serves every view.
+    pub cluster: Option<crate::runtime::ClusterConfig>,
+}
+
+impl RunConfig {
+    /// Does this process read the event and table sources (and write the sink)? Process 0 of
+    /// a cluster does, the others hold shards of the state and serve.
+    pub fn reads_sources(&self) -> bool {
+        self.cluster.as_ref().is_none_or(|c| c.process == 0)
+    }
 }
 
 /// Milliseconds since the epoch.
@@ -79,6 +90,7 @@ impl Job {
     pub fn start(cfg: &RunConfig) -> Result<Job, String> {
         let engine = Arc::new(Engine::start_with(
             &EngineConfig {
+                cluster: cfg.cluster.clone(),
                 workers: cfg.workers,
                 views: cfg.views,
             },
@@ -92,7 +104,7 @@ impl Job {
             subscriber_buffer: cfg.subscriber_buffer,
         });
         // the sink listens before the first advance, so it sees every change
-        let sink = match &cfg.sink {
+        let sink = match cfg.sink.as_ref().filter(|_| cfg.reads_sources()) {
             Some(c) => Some(crate::sink_task::SinkTask::start(
                 c.clone(),
                 engine.stores().clone(),
@@ -100,18 +112,25 @@ impl Job {
             None => None,
         };
         let stop = Arc::new(AtomicBool::new(false));
-        let feeder = {
+        let feeder = if cfg.reads_sources() {
             let (engine, stop, cfg) = (engine.clone(), stop.clone(), cfg.clone());
-            std::thread::Builder::new()
-                .name("source".into())
-                .spawn(move || feed(&cfg, &engine, &metrics, &stop))
-                .map_err(|e| format!("cannot start the source thread: {e}"))?
+            Some(
+                std::thread::Builder::new()
+                    .name("source".into())
+                    .spawn(move || feed(&cfg, &engine, &metrics, &stop))
+                    .map_err(|e| format!("cannot start the source thread: {e}"))?,
+            )
+        } else {
+            // this process of the cluster reads no source: its inputs must not hold the
+            // cluster's frontier back
+            engine.close_inputs();
+            None
         };
         Ok(Job {
             engine,
             state,
             stop,
-            feeder: Some(feeder),
+            feeder,
             sink,
         })
     }
@@ -382,16 +401,43 @@ impl Drop for Served {
 pub fn run(cfg: RunConfig) -> anyhow::Result<()> {
     let served = Served::start(&cfg)?;
     let (local, sc) = (served.addr, served.scheme);
+    if let Some(c) = &cfg.cluster {
+        eprintln!(
+            "process {} of a cluster of {} ({}); {}",
+            c.process,
+            c.processes(),
+            c.addresses.join(", "),
+            if c.process == 0 {
+                "this process reads the sources"
+            } else {
+                "process 0 reads the sources; this one holds a shard and serves every view"
+            }
+        );
+    }
     eprintln!("shopdiff is serving {sc}://{local}/ (dashboard), {sc}://{local}/v1/views (API), {sc}://{local}/metrics; Ctrl-C stops it");
     let wait = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     wait.block_on(async {
-        match cfg.exit_after {
-            Some(d) => tokio::time::sleep(d).await,
-            None => {
-                let _ = tokio::signal::ctrl_c().await;
+        let exit_after = async {
+            match cfg.exit_after {
+                Some(d) => tokio::time::sleep(d).await,
+                None => std::future::pending().await,
             }
+        };
+        // Ctrl-C, or SIGTERM from scripts/cluster.sh stop
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = exit_after => {}
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term => {}
         }
     });
     eprintln!("stopping");

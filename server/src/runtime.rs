@@ -6,7 +6,17 @@
 //! batch's frontier, so records are spread over all workers and differential exchanges them by
 //! key. Workers take a new batch only while fewer than [`MAX_IN_FLIGHT`] are incomplete, which
 //! bounds memory; the feeder blocks on the workers' bounded queues.
+//!
+//! # A cluster of processes
+//!
+//! With a [`ClusterConfig`] the engine is one process of a timely cluster (see
+//! [`crate::cluster`]): a process that feeds nothing closes its inputs
+//! ([`Engine::close_inputs`]), every view's changes reach every process's stores, and when a
+//! process dies the others' workers unwind and mark the stores failed ([`Stores::fail`]), so
+//! they answer with the reason instead of numbers that silently stopped advancing.
 
+pub use crate::cluster::ClusterConfig;
+use crate::cluster::{install_panic_hook, to_every_process, FailOnPanic, Layout};
 use crate::store::{HistoryConfig, Stores, ViewStore};
 use crossbeam_channel::{bounded, Receiver, Sender, TryRecvError};
 use differential_dataflow::input::{Input, InputSession};
@@ -37,6 +47,8 @@ pub struct EngineConfig {
     pub workers: usize,
     /// The views' settings (tick, fraud rules).
     pub views: ViewsConfig,
+    /// This process's place in a multi-process cluster (`None`: a single process).
+    pub cluster: Option<ClusterConfig>,
 }
 
 /// A worker's share of a batch.
@@ -51,8 +63,9 @@ struct Part {
 
 enum Msg {
     Part(Part),
-    /// No more input: finish once everything below the last frontier is complete.
-    Finish,
+    /// No more input from this process: close the inputs once everything below the last
+    /// frontier fed (given) is complete.
+    Finish(u64),
 }
 
 /// Typed handles on the stores the workers write to.
@@ -105,15 +118,25 @@ impl Sinks {
 /// A running engine: its workers, their queues and the view stores.
 pub struct Engine {
     senders: Vec<Sender<Msg>>,
-    /// Behind a mutex only so that an `Engine` can be shared (`WorkerGuards` is not `Sync`).
-    guards: std::sync::Mutex<Option<timely::communication::WorkerGuards<()>>>,
+    /// Filled once the workers run (at once for one process; once the cluster has connected
+    /// otherwise). Behind a mutex only so that an `Engine` can be shared (`WorkerGuards` is
+    /// not `Sync`).
+    guards: Arc<std::sync::Mutex<Option<timely::communication::WorkerGuards<()>>>>,
+    /// Connects the cluster and starts the workers (cluster mode only).
+    connect: Option<std::thread::JoinHandle<()>>,
     stores: Stores,
     publisher: Option<std::thread::JoinHandle<()>>,
     stop: Arc<AtomicBool>,
     fed_frontier: std::sync::atomic::AtomicU64,
+    /// The largest frontier any process fed before closing its inputs (cluster mode).
+    closed_frontier: Arc<std::sync::atomic::AtomicU64>,
+    inputs_closed: AtomicBool,
+    cluster: Option<ClusterConfig>,
 }
 
 struct Inputs {
+    /// `(process, frontier)` of a process that closed its inputs (see [`Engine::finish`]).
+    closed: InputSession<u64, (usize, u64), isize>,
     lines: InputSession<u64, Line, isize>,
     events: InputSession<u64, Event, isize>,
     quality: InputSession<u64, (Source, Reason), isize>,
@@ -145,6 +168,7 @@ impl Inputs {
 
     fn advance(&mut self, f: u64) {
         if f > *self.lines.time() {
+            self.closed.advance_to(f);
             self.lines.advance_to(f);
             self.events.advance_to(f);
             self.quality.advance_to(f);
@@ -152,6 +176,7 @@ impl Inputs {
             self.customers.advance_to(f);
             self.ips.advance_to(f);
         }
+        self.closed.flush();
         self.lines.flush();
         self.events.flush();
         self.quality.flush();
@@ -165,13 +190,28 @@ fn sink<'s, R: Row + differential_dataflow::ExchangeData>(
     c: Coll<'s, R>,
     store: Arc<ViewStore<R>>,
     probe: &Handle<u64>,
+    layout: Layout,
 ) {
-    c.inspect_batch(move |_, upds| store.push(upds))
+    to_every_process(c, layout)
+        .inspect_batch(move |_, upds| store.push(upds))
         .probe_with(probe);
 }
 
-fn build(worker: &mut Worker, sinks: Sinks, cfg: &ViewsConfig, probe: &Handle<u64>) -> Inputs {
+fn build(
+    worker: &mut Worker,
+    sinks: Sinks,
+    cfg: &ViewsConfig,
+    probe: &Handle<u64>,
+    layout: Layout,
+    closed_frontier: Arc<std::sync::atomic::AtomicU64>,
+) -> Inputs {
     worker.dataflow::<u64, _, _>(|scope| {
+        let (closed_in, closed) = scope.new_collection::<(usize, u64), isize>();
+        to_every_process(closed, layout)
+            .inspect(move |((_p, f), _, _)| {
+                closed_frontier.fetch_max(*f, Ordering::Relaxed);
+            })
+            .probe_with(probe);
         let (lines_in, lines) = scope.new_collection::<Line, isize>();
         let (events_in, events) = scope.new_collection::<Event, isize>();
         let (quality_in, quality) = scope.new_collection::<(Source, Reason), isize>();
@@ -189,17 +229,23 @@ fn build(worker: &mut Worker, sinks: Sinks, cfg: &ViewsConfig, probe: &Handle<u6
             },
             cfg,
         );
-        sink(v.rfm, sinks.rfm, probe);
-        sink(v.rfm_segments, sinks.rfm_segments, probe);
-        sink(v.cohorts, sinks.cohorts, probe);
-        sink(v.revenue_hourly, sinks.revenue_hourly, probe);
-        sink(v.revenue_daily, sinks.revenue_daily, probe);
-        sink(v.fraud_alerts, sinks.fraud_alerts, probe);
-        sink(v.product_performance, sinks.product_performance, probe);
-        sink(v.inventory, sinks.inventory, probe);
-        sink(v.funnel_daily, sinks.funnel_daily, probe);
-        sink(v.data_quality, sinks.data_quality, probe);
+        sink(v.rfm, sinks.rfm, probe, layout);
+        sink(v.rfm_segments, sinks.rfm_segments, probe, layout);
+        sink(v.cohorts, sinks.cohorts, probe, layout);
+        sink(v.revenue_hourly, sinks.revenue_hourly, probe, layout);
+        sink(v.revenue_daily, sinks.revenue_daily, probe, layout);
+        sink(v.fraud_alerts, sinks.fraud_alerts, probe, layout);
+        sink(
+            v.product_performance,
+            sinks.product_performance,
+            probe,
+            layout,
+        );
+        sink(v.inventory, sinks.inventory, probe, layout);
+        sink(v.funnel_daily, sinks.funnel_daily, probe, layout);
+        sink(v.data_quality, sinks.data_quality, probe, layout);
         Inputs {
+            closed: closed_in,
             lines: lines_in,
             events: events_in,
             quality: quality_in,
@@ -214,38 +260,76 @@ fn less_than(probe: &Handle<u64>, t: u64) -> bool {
     probe.less_than(&t)
 }
 
-fn worker_loop(
-    worker: &mut Worker,
-    rx: Receiver<Msg>,
+struct WorkerCtx {
     sinks: Sinks,
-    cfg: &ViewsConfig,
+    views: ViewsConfig,
     stores: Stores,
-) {
+    layout: Layout,
+    closed_frontier: Arc<std::sync::atomic::AtomicU64>,
+}
+
+fn worker_loop(worker: &mut Worker, rx: Receiver<Msg>, ctx: &WorkerCtx) {
+    let _guard = FailOnPanic {
+        stores: ctx.stores.clone(),
+        cluster: ctx.layout.processes > 1,
+    };
     let probe = Handle::new();
-    let mut inputs = build(worker, sinks, cfg, &probe);
+    let mut inputs = Some(build(
+        worker,
+        ctx.sinks.clone(),
+        &ctx.views,
+        &probe,
+        ctx.layout,
+        ctx.closed_frontier.clone(),
+    ));
+    let first_local = worker.index().is_multiple_of(ctx.layout.threads);
     let mut in_flight: std::collections::VecDeque<u64> = Default::default();
     let mut finishing = false;
     loop {
         while in_flight.front().is_some_and(|f| !less_than(&probe, *f)) {
             in_flight.pop_front();
         }
-        if !finishing && in_flight.len() < MAX_IN_FLIGHT {
-            match rx.try_recv() {
-                Ok(Msg::Part(p)) => {
-                    in_flight.push_back(p.frontier);
-                    inputs.apply(p);
+        if let Some(i) = inputs.as_mut().filter(|_| !finishing) {
+            if in_flight.len() < MAX_IN_FLIGHT {
+                match rx.try_recv() {
+                    Ok(Msg::Part(p)) => {
+                        in_flight.push_back(p.frontier);
+                        i.apply(p);
+                    }
+                    Ok(Msg::Finish(fed)) => {
+                        // tell every process how far this one fed, so a process that fed
+                        // nothing knows the final as_of once every input is closed
+                        if first_local && fed > 0 {
+                            let t = *i.closed.time();
+                            i.closed.update_at((ctx.layout.process, fed), t, 1);
+                            i.advance(t);
+                        }
+                        finishing = true;
+                    }
+                    Err(TryRecvError::Disconnected) => finishing = true,
+                    Err(TryRecvError::Empty) => {}
                 }
-                Ok(Msg::Finish) | Err(TryRecvError::Disconnected) => finishing = true,
-                Err(TryRecvError::Empty) => {}
             }
         }
         worker.step_or_park(Some(Duration::from_millis(1)));
         probe.with_frontier(|f| {
             if let Some(t) = f.first() {
-                stores.notify(*t);
+                // once a process closed its inputs, the frontier may run past the last one it
+                // fed (records it inserted beyond it are never complete): never further
+                let cap = ctx.closed_frontier.load(Ordering::Relaxed);
+                ctx.stores.notify(if cap > 0 { (*t).min(cap) } else { *t });
             }
         });
-        if finishing && !less_than(&probe, *inputs.lines.time()) {
+        if finishing {
+            if let Some(i) = &inputs {
+                if !less_than(&probe, *i.lines.time()) {
+                    // everything this process fed is complete: close its inputs (dropping the
+                    // sessions), then run until the whole cluster is done
+                    inputs = None;
+                }
+            }
+        }
+        if inputs.is_none() && probe.done() {
             break;
         }
     }
@@ -258,25 +342,82 @@ impl Engine {
     }
 
     /// Starts the workers, keeping `history` of every view for older reads and resumes.
+    ///
+    /// In a cluster the workers start once every process of the hostfile has connected (in a
+    /// background thread: this returns at once, [`Engine::feed`] blocks until then, and the
+    /// stores say what they wait for). An error to connect fails the stores.
     pub fn start_with(cfg: &EngineConfig, history: HistoryConfig) -> Result<Engine, String> {
+        install_panic_hook();
         let sinks = Sinks::new(cfg.views.tick_ms, history);
         let stores = sinks.stores();
-        let views = cfg.views;
         let workers = cfg.workers.max(1);
+        let layout = Layout {
+            process: cfg.cluster.as_ref().map_or(0, |c| c.process),
+            processes: cfg.cluster.as_ref().map_or(1, |c| c.processes()),
+            threads: workers,
+        };
+        let closed_frontier = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let ctx = Arc::new(WorkerCtx {
+            sinks,
+            views: cfg.views,
+            stores: stores.clone(),
+            layout,
+            closed_frontier: closed_frontier.clone(),
+        });
         let (senders, receivers): (Vec<_>, Vec<_>) =
             (0..workers).map(|_| bounded::<Msg>(2)).unzip();
         let receivers = Arc::new(std::sync::Mutex::new(
             receivers.into_iter().map(Some).collect::<Vec<_>>(),
         ));
-        let worker_stores = stores.clone();
-        let guards = timely::execute(timely::Config::process(workers), move |worker| {
-            let rx = receivers
-                .lock()
-                .ok()
-                .and_then(|mut r| r[worker.index()].take());
+        let body = move |worker: &mut Worker| {
+            let local = worker.index() % workers;
+            let rx = receivers.lock().ok().and_then(|mut r| r[local].take());
             let Some(rx) = rx else { return };
-            worker_loop(worker, rx, sinks.clone(), &views, worker_stores.clone());
-        })?;
+            worker_loop(worker, rx, &ctx);
+        };
+        let guards = Arc::new(std::sync::Mutex::new(None));
+        let mut connect = None;
+        match &cfg.cluster {
+            None => {
+                let g = timely::execute(timely::Config::process(workers), body)?;
+                if let Ok(mut slot) = guards.lock() {
+                    *slot = Some(g);
+                }
+            }
+            Some(c) => {
+                let config = timely::Config {
+                    communication: timely::CommunicationConfig::Cluster {
+                        threads: workers,
+                        process: c.process,
+                        addresses: c.addresses.clone(),
+                        report: false,
+                        zerocopy: false,
+                    },
+                    worker: timely::WorkerConfig::default(),
+                };
+                stores.set_note(Some(format!(
+                    "process {} of {} is connecting to the others: {}",
+                    c.process,
+                    c.processes(),
+                    c.addresses.join(", ")
+                )));
+                let (slot, st) = (guards.clone(), stores.clone());
+                connect = Some(
+                    std::thread::Builder::new()
+                        .name("cluster-connect".into())
+                        .spawn(move || match timely::execute(config, body) {
+                            Ok(g) => {
+                                st.set_note(None);
+                                if let Ok(mut s) = slot.lock() {
+                                    *s = Some(g);
+                                }
+                            }
+                            Err(e) => st.fail(&format!("cannot start the cluster: {e}")),
+                        })
+                        .map_err(|e| format!("cannot start the cluster thread: {e}"))?,
+                );
+            }
+        }
         let stop = Arc::new(AtomicBool::new(false));
         let (pub_stores, pub_stop) = (stores.clone(), stop.clone());
         let publisher = std::thread::Builder::new()
@@ -285,11 +426,15 @@ impl Engine {
             .map_err(|e| format!("cannot start the publisher thread: {e}"))?;
         Ok(Engine {
             senders,
-            guards: std::sync::Mutex::new(Some(guards)),
+            guards,
+            connect,
             stores,
             publisher: Some(publisher),
             stop,
             fed_frontier: Default::default(),
+            closed_frontier,
+            inputs_closed: AtomicBool::new(false),
+            cluster: cfg.cluster.clone(),
         })
     }
 
@@ -297,8 +442,17 @@ impl Engine {
         &self.stores
     }
 
+    /// This process's place in the cluster (`None`: a single process).
+    pub fn cluster(&self) -> Option<&ClusterConfig> {
+        self.cluster.as_ref()
+    }
+
     /// Hands a batch to the workers, split round-robin; blocks while their queues are full.
+    /// `false` once the workers are gone (the engine failed or finished).
     pub fn feed(&self, b: Batch) -> bool {
+        if self.inputs_closed.load(Ordering::Relaxed) {
+            return false;
+        }
         self.fed_frontier.fetch_max(b.frontier, Ordering::Relaxed);
         let n = self.senders.len();
         let mut parts: Vec<Part> = (0..n)
@@ -325,11 +479,25 @@ impl Engine {
             .all(|(p, s)| s.send(Msg::Part(p)).is_ok())
     }
 
-    /// No more input: waits until every view is complete at the last frontier fed, then stops
-    /// the workers.
-    pub fn finish(mut self) -> Result<Stores, String> {
+    /// This process feeds nothing more: its workers close their inputs once what it fed is
+    /// complete, so they no longer hold the cluster's frontier back. A process of a cluster
+    /// that reads no source calls this at once. Idempotent.
+    pub fn close_inputs(&self) {
+        if self.inputs_closed.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        let fed = self.fed_frontier.load(Ordering::Relaxed);
         for s in &self.senders {
-            let _ = s.send(Msg::Finish);
+            let _ = s.send(Msg::Finish(fed));
+        }
+    }
+
+    /// No more input: waits until every view is complete at the last frontier fed (by any
+    /// process of the cluster), then stops the workers.
+    pub fn finish(mut self) -> Result<Stores, String> {
+        self.close_inputs();
+        if let Some(c) = self.connect.take() {
+            let _ = c.join();
         }
         let guards = self.guards.lock().ok().and_then(|mut g| g.take());
         if let Some(g) = guards {
@@ -337,10 +505,16 @@ impl Engine {
                 r?;
             }
         }
+        if let Some(why) = self.stores.failure() {
+            return Err(why);
+        }
         self.stop_publisher();
         // everything below the last frontier fed is complete
-        self.stores
-            .advance(self.fed_frontier.load(Ordering::Relaxed));
+        let last = self
+            .fed_frontier
+            .load(Ordering::Relaxed)
+            .max(self.closed_frontier.load(Ordering::Relaxed));
+        self.stores.advance(last);
         Ok(self.stores.clone())
     }
 
@@ -361,5 +535,15 @@ impl Engine {
 impl Drop for Engine {
     fn drop(&mut self) {
         self.stop_publisher();
+        if self.cluster.is_some() {
+            // the workers of a cluster only end with every process's inputs closed: a process
+            // that stops on its own (Ctrl-C) leaves them to the process exit instead of
+            // waiting for the others
+            if let Ok(mut g) = self.guards.lock() {
+                if let Some(g) = g.take() {
+                    std::mem::forget(g);
+                }
+            }
+        }
     }
 }

@@ -115,6 +115,8 @@ pub enum Feed {
 pub enum Ended {
     Behind(usize),
     Shutdown,
+    /// The engine stopped (a process of the cluster died): the reason.
+    Failed(String),
 }
 
 struct Subscriber {
@@ -478,6 +480,8 @@ pub trait AnyView: Send + Sync {
     fn subscribers(&self) -> usize;
     /// Approximate bytes of maintained rows (for metrics).
     fn approx_bytes(&self) -> usize;
+    /// Ends every subscription with `why` (their streams end after what was already sent).
+    fn end_subscriptions(&self, why: Ended);
 }
 
 /// A subscription request.
@@ -696,6 +700,13 @@ impl<R: Row> AnyView for ViewStore<R> {
         lock(&self.inner).subscribers.len()
     }
 
+    fn end_subscriptions(&self, why: Ended) {
+        let mut g = lock(&self.inner);
+        for sub in g.subscribers.drain(..) {
+            *lock(&sub.ended) = Some(why.clone());
+        }
+    }
+
     fn approx_bytes(&self) -> usize {
         let g = lock(&self.inner);
         (g.count + g.history_len + g.pending.len())
@@ -720,6 +731,10 @@ struct Shared {
     wake: Condvar,
     listeners: Mutex<Vec<crossbeam_channel::Sender<Arc<Advance>>>>,
     advances: AtomicU64,
+    /// Why the engine behind the stores stopped; every read answers with it from then on.
+    failure: Mutex<Option<String>>,
+    /// What the engine is waiting for before its first `as_of` (a cluster connecting).
+    note: Mutex<Option<String>>,
 }
 
 /// A consistent read of several views: the read lock held while it lives.
@@ -790,6 +805,39 @@ impl Stores {
         let (tx, rx) = crossbeam_channel::bounded(capacity.max(1));
         lock(&self.shared.listeners).push(tx);
         rx
+    }
+
+    /// The engine behind these stores stopped for `reason` (a process of the cluster died, a
+    /// worker panicked): reads answer with it instead of numbers that no longer advance, and
+    /// every subscription ends with it. The first reason sticks.
+    pub fn fail(&self, reason: &str) {
+        {
+            let mut f = lock(&self.shared.failure);
+            if f.is_some() {
+                return;
+            }
+            *f = Some(reason.to_string());
+        }
+        tracing::error!("the engine stopped: {reason}; reads answer 503 until it is restarted");
+        for v in &self.views {
+            v.end_subscriptions(Ended::Failed(reason.to_string()));
+        }
+        self.shared.wake.notify_all();
+    }
+
+    /// Why the engine stopped, if it did.
+    pub fn failure(&self) -> Option<String> {
+        lock(&self.shared.failure).clone()
+    }
+
+    /// Says what the engine waits for before its first `as_of` (`None` clears it).
+    pub fn set_note(&self, note: Option<String>) {
+        *lock(&self.shared.note) = note;
+    }
+
+    /// What the engine waits for, if anything.
+    pub fn note(&self) -> Option<String> {
+        lock(&self.shared.note).clone()
     }
 
     /// A worker saw the probe pass `frontier`: wake the publisher.

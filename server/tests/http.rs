@@ -8,14 +8,16 @@ use shopdiff_dataflows::config::ViewsConfig;
 use shopdiff_server::auth::{parse_tokens, Auth};
 use shopdiff_server::live::{wall_ms, EventSource, RunConfig, Served};
 use shopdiff_server::store::HistoryConfig;
+mod support;
+
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
+use support::{fold, get, get_json, get_with, model_of, wait_ready, Sse};
 
 fn config(source: EventSource, auth: Auth) -> RunConfig {
     RunConfig {
+        cluster: None,
         workers: 2,
         time: TimeConfig::default(),
         views: ViewsConfig::default(),
@@ -52,53 +54,6 @@ fn example_replay() -> EventSource {
     EventSource::Replay {
         dir: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/data"),
         batch: 500,
-    }
-}
-
-/// A GET over HTTP/1.0 (no chunking): status and body.
-fn get_with(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let mut req = format!("GET {path} HTTP/1.0\r\nHost: test\r\n");
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    s.write_all(req.as_bytes()).unwrap();
-    let mut buf = String::new();
-    s.read_to_string(&mut buf).unwrap();
-    let status: u16 = buf[9..12].parse().unwrap();
-    let body = buf
-        .split_once("\r\n\r\n")
-        .map(|x| x.1)
-        .unwrap_or("")
-        .to_string();
-    (status, body)
-}
-
-fn get(addr: SocketAddr, path: &str) -> (u16, String) {
-    get_with(addr, path, &[])
-}
-
-fn get_json(addr: SocketAddr, path: &str) -> J {
-    let (st, body) = get(addr, path);
-    assert_eq!(st, 200, "{path}: {body}");
-    serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"))
-}
-
-fn wait_ready(addr: SocketAddr) -> u64 {
-    let t0 = Instant::now();
-    loop {
-        let (st, body) = get(addr, "/ready");
-        if st == 200 {
-            let j: J = serde_json::from_str(&body).unwrap();
-            return j["as_of"].as_u64().unwrap();
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(60),
-            "never ready: {body}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -346,86 +301,6 @@ fn older_as_of_reads_match_what_was_served_then() {
     let (st, body) = get(addr, &format!("/v1/views/rfm?as_of={first}"));
     assert_eq!(st, 410, "{body}");
     s.stop().unwrap();
-}
-
-/// Reads SSE events `(event, data)` from an HTTP/1.0 response.
-struct Sse {
-    r: BufReader<TcpStream>,
-}
-
-impl Sse {
-    fn open(addr: SocketAddr, path: &str) -> Sse {
-        let mut s = TcpStream::connect(addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        s.write_all(format!("GET {path} HTTP/1.0\r\nHost: t\r\n\r\n").as_bytes())
-            .unwrap();
-        let mut r = BufReader::new(s);
-        let mut line = String::new();
-        r.read_line(&mut line).unwrap();
-        assert!(line.contains("200"), "{path}: {line}");
-        loop {
-            line.clear();
-            r.read_line(&mut line).unwrap();
-            if line == "\r\n" || line.is_empty() {
-                break;
-            }
-        }
-        Sse { r }
-    }
-
-    fn next(&mut self) -> Option<(String, J)> {
-        let (mut ev, mut data) = (String::new(), String::new());
-        loop {
-            let mut line = String::new();
-            if self.r.read_line(&mut line).ok()? == 0 {
-                return None;
-            }
-            let line = line.trim_end_matches(['\r', '\n']);
-            if line.is_empty() {
-                if !data.is_empty() {
-                    return Some((ev, serde_json::from_str(&data).unwrap()));
-                }
-                continue;
-            }
-            if let Some(v) = line.strip_prefix("event:") {
-                ev = v.trim().to_string();
-            } else if let Some(v) = line.strip_prefix("data:") {
-                data.push_str(v.trim_start());
-            }
-        }
-    }
-}
-
-type Model = BTreeMap<String, J>;
-
-fn fold(model: &mut Model, key: &[&str], ev: &J) {
-    for d in ev["diffs"].as_array().unwrap() {
-        let k: Vec<String> = key.iter().map(|c| d["row"][c].to_string()).collect();
-        let k = k.join("|");
-        if d["diff"] == -1 {
-            assert_eq!(
-                model.remove(&k).as_ref(),
-                Some(&d["row"]),
-                "retracted row {k} was not there"
-            );
-        } else {
-            assert!(
-                model.insert(k.clone(), d["row"].clone()).is_none(),
-                "row {k} added twice"
-            );
-        }
-    }
-}
-
-fn model_of(rows: &J, key: &[&str]) -> Model {
-    rows.as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            let k: Vec<String> = key.iter().map(|c| r[c].to_string()).collect();
-            (k.join("|"), r.clone())
-        })
-        .collect()
 }
 
 #[test]

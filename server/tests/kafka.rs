@@ -130,6 +130,7 @@ fn produce(brokers: &str, cfg: &GenConfig, dir: &Path, t: &Topics) -> u64 {
 
 fn engine(workers: usize) -> EngineConfig {
     EngineConfig {
+        cluster: None,
         workers,
         views: ViewsConfig::default(),
     }

@@ -140,6 +140,7 @@ impl Drop for Db {
 
 fn engine() -> Engine {
     Engine::start(&EngineConfig {
+        cluster: None,
         workers: 2,
         views: ViewsConfig::default(),
     })

@@ -23,6 +23,7 @@ fn config(stream: &Path, batch: usize, lake: &Path) -> RunConfig {
     sink.commit_every_ms = 20 * 60_000;
     sink.snapshot_every_ms = 0;
     RunConfig {
+        cluster: None,
         workers: 2,
         time: TimeConfig::default(),
         views: ViewsConfig::default(),

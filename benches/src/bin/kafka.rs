@@ -134,6 +134,7 @@ fn main() -> anyhow::Result<()> {
         let r = run_kafka(KafkaRunOptions {
             source: src,
             engine: EngineConfig {
+                cluster: None,
                 workers,
                 views: ViewsConfig::default(),
             },

@@ -77,6 +77,7 @@ fn pct(v: &mut [f64], p: f64) -> f64 {
 fn updates(dir: &std::path::Path, workers: usize, n: usize) -> anyhow::Result<()> {
     let tick = 1000u64;
     let engine = Engine::start(&EngineConfig {
+        cluster: None,
         workers,
         views: ViewsConfig::default(),
     })

@@ -216,6 +216,7 @@ fn freshness(args: &[String]) -> anyhow::Result<()> {
     let tick = (100.0 * speed).round().max(1.0) as u64;
     let engine = Engine::start_with(
         &EngineConfig {
+            cluster: None,
             workers: 2,
             views: ViewsConfig {
                 tick_ms: tick,
