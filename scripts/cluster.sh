@@ -40,7 +40,14 @@ load() {
 }
 
 pid_of() { cat "$DIR/p$1.pid" 2>/dev/null || true; }
-alive() { local p; p=$(pid_of "$1"); [[ -n "$p" ]] && kill -0 "$p" 2>/dev/null; }
+# alive and not a zombie (a killed process may wait a while for its reaper)
+alive() {
+    local p state
+    p=$(pid_of "$1")
+    [[ -n "$p" ]] && kill -0 "$p" 2>/dev/null || return 1
+    state=$(awk '{print $3}' "/proc/$p/stat" 2>/dev/null || echo "?")
+    [[ "$state" != Z ]]
+}
 http_port() { echo $((HTTP_BASE + $1)); }
 
 # GET a local URL; prints "STATUS BODY" (STATUS 000 when nothing answers)

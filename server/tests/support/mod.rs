@@ -33,6 +33,14 @@ pub fn get(addr: SocketAddr, path: &str) -> (u16, String) {
     get_with(addr, path, &[])
 }
 
+/// [`get`], with status 0 while nothing listens at `addr` (a server still starting).
+pub fn try_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    match TcpStream::connect(addr) {
+        Err(e) => (0, e.to_string()),
+        Ok(_) => get(addr, path),
+    }
+}
+
 pub fn get_json(addr: SocketAddr, path: &str) -> J {
     let (st, body) = get(addr, path);
     assert_eq!(st, 200, "{path}: {body}");
