@@ -542,6 +542,17 @@ fn replay_cmd(a: &ReplayArgs) -> anyhow::Result<()> {
     let (stores, stats) =
         replay_dir_in(&a.dir, &a.engine, a.dead_letters.clone(), cluster.clone())?;
     let secs = start.elapsed().as_secs_f64();
+    if let Some(c) = &cluster {
+        eprintln!(
+            "process {} of {}: sent {} bytes to the other processes",
+            c.process,
+            c.processes(),
+            stores
+                .cluster_bytes_sent()
+                .load(std::sync::atomic::Ordering::Relaxed),
+        );
+    }
+    eprintln!("peak RSS {:.0} MB", crate::metrics::peak_rss_mb());
     let Some(stats) = stats else {
         // a process of a cluster that did not read the files: it holds every view too
         eprintln!(

@@ -173,3 +173,45 @@ impl Drop for FailOnPanic {
         }
     }
 }
+
+/// Starts the workers of a cluster process like `timely::execute`, counting the bytes this
+/// process sends to the others (message headers included) into `sent` (timely's own
+/// communication log: its send threads report every message they write).
+pub(crate) fn execute_counting<F>(
+    config: timely::Config,
+    sent: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    func: F,
+) -> Result<timely::communication::WorkerGuards<()>, String>
+where
+    F: Fn(&mut timely::worker::Worker) + Send + Sync + 'static,
+{
+    use std::sync::atomic::Ordering;
+    use timely::communication::logging::CommunicationEvent;
+    let log_fn = std::sync::Arc::new(
+        move |setup: timely::communication::logging::CommunicationSetup| {
+            if !setup.sender {
+                return None;
+            }
+            let sent = sent.clone();
+            Some(timely::logging_core::Logger::new(
+                std::time::Instant::now(),
+                std::time::Duration::ZERO,
+                move |_, events: &mut Option<Vec<(std::time::Duration, CommunicationEvent)>>| {
+                    for (_, e) in events.iter().flatten() {
+                        if let CommunicationEvent::Message(m) = e {
+                            if m.is_send {
+                                sent.fetch_add(m.header.required_bytes() as u64, Ordering::Relaxed);
+                            }
+                        }
+                    }
+                },
+            ))
+        },
+    );
+    let hooks = timely::communication::Hooks {
+        log_fn,
+        ..Default::default()
+    };
+    let (builders, others) = config.communication.try_build_with(hooks)?;
+    timely::execute::execute_from(builders, others, config.worker, func)
+}

@@ -131,6 +131,26 @@ impl Metrics {
             "shopdiff_batches_total {}",
             self.batches.load(Ordering::Relaxed)
         );
+        let _ = writeln!(
+            o,
+            "# HELP shopdiff_cluster_bytes_sent_total Bytes this process sent to the other processes of its cluster."
+        );
+        let _ = writeln!(o, "# TYPE shopdiff_cluster_bytes_sent_total counter");
+        let _ = writeln!(
+            o,
+            "shopdiff_cluster_bytes_sent_total {}",
+            stores.cluster_bytes_sent().load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            o,
+            "# HELP shopdiff_engine_up 1 while the engine runs, 0 once it stopped (a process of the cluster died)."
+        );
+        let _ = writeln!(o, "# TYPE shopdiff_engine_up gauge");
+        let _ = writeln!(
+            o,
+            "shopdiff_engine_up {}",
+            u8::from(stores.failure().is_none())
+        );
         let as_of = stores.as_of();
         let wm = self.watermark_ms.load(Ordering::Relaxed);
         let now = now_ms();
@@ -245,6 +265,19 @@ impl Metrics {
         }
         o
     }
+}
+
+/// The process's peak resident set size in MB (`VmHWM` from `/proc/self/status`), 0 if unknown.
+pub fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
 }
 
 /// Resident set size from `/proc/self/statm` (Linux).

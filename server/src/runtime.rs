@@ -16,7 +16,7 @@
 //! they answer with the reason instead of numbers that silently stopped advancing.
 
 pub use crate::cluster::ClusterConfig;
-use crate::cluster::{install_panic_hook, to_every_process, FailOnPanic, Layout};
+use crate::cluster::{execute_counting, install_panic_hook, to_every_process, FailOnPanic, Layout};
 use crate::store::{HistoryConfig, Stores, ViewStore};
 use crossbeam_channel::{bounded, Receiver, Sender, TryRecvError};
 use differential_dataflow::input::{Input, InputSession};
@@ -405,14 +405,16 @@ impl Engine {
                 connect = Some(
                     std::thread::Builder::new()
                         .name("cluster-connect".into())
-                        .spawn(move || match timely::execute(config, body) {
-                            Ok(g) => {
-                                st.set_note(None);
-                                if let Ok(mut s) = slot.lock() {
-                                    *s = Some(g);
+                        .spawn(move || {
+                            match execute_counting(config, st.cluster_bytes_sent(), body) {
+                                Ok(g) => {
+                                    st.set_note(None);
+                                    if let Ok(mut s) = slot.lock() {
+                                        *s = Some(g);
+                                    }
                                 }
+                                Err(e) => st.fail(&format!("cannot start the cluster: {e}")),
                             }
-                            Err(e) => st.fail(&format!("cannot start the cluster: {e}")),
                         })
                         .map_err(|e| format!("cannot start the cluster thread: {e}"))?,
                 );

@@ -735,6 +735,8 @@ struct Shared {
     failure: Mutex<Option<String>>,
     /// What the engine is waiting for before its first `as_of` (a cluster connecting).
     note: Mutex<Option<String>>,
+    /// Bytes this process sent to the other processes of its cluster.
+    sent_bytes: Arc<AtomicU64>,
 }
 
 /// A consistent read of several views: the read lock held while it lives.
@@ -833,6 +835,11 @@ impl Stores {
     /// Says what the engine waits for before its first `as_of` (`None` clears it).
     pub fn set_note(&self, note: Option<String>) {
         *lock(&self.shared.note) = note;
+    }
+
+    /// The counter of bytes this process sends to the other processes of its cluster.
+    pub fn cluster_bytes_sent(&self) -> Arc<AtomicU64> {
+        self.shared.sent_bytes.clone()
     }
 
     /// What the engine waits for, if anything.
