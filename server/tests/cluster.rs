@@ -7,36 +7,21 @@
 
 mod support;
 
-use serde_json::Value as J;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
-use support::{fold, get, get_json, model_of, try_get, Sse};
+use support::{
+    all_views, fold, free_ports, get, model_of, try_get, wait_as_of, KillOnDrop, Sse, VIEWS,
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_shopdiff");
-const VIEWS: &str = "rfm,rfm_segments,cohorts,revenue_hourly,revenue_daily,fraud_alerts,product_performance,inventory,funnel_daily,data_quality";
 
 fn scratch(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("shopdiff-cluster-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
-}
-
-/// A base port with `n` consecutive free ports above it (each call tries other ports).
-fn free_ports(n: u16) -> u16 {
-    static CALLS: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
-    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let seed = (std::process::id() as u16).wrapping_add(call.wrapping_mul(1013));
-    for i in 0..200u16 {
-        let base = 20_000 + (seed.wrapping_mul(7).wrapping_add(i * 97)) % 30_000;
-        let all_free = (0..n).all(|k| TcpListener::bind(("127.0.0.1", base + k)).is_ok());
-        if all_free {
-            return base;
-        }
-    }
-    panic!("no {n} consecutive free ports");
 }
 
 fn ok(out: Output, what: &str) -> String {
@@ -140,16 +125,6 @@ fn one_by_four_two_by_two_and_four_by_one_give_identical_snapshots() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Kills a child process when the test ends, also when it fails.
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// `scripts/cluster.sh` with its own state directory and ports.
 struct Script {
     dir: PathBuf,
@@ -189,27 +164,6 @@ impl Drop for Script {
     fn drop(&mut self) {
         let _ = self.run(&["stop"]);
     }
-}
-
-/// Waits until the server at `addr` is ready at `as_of`.
-fn wait_as_of(addr: SocketAddr, as_of: u64) {
-    let t0 = Instant::now();
-    loop {
-        let (st, body) = try_get(addr, "/ready");
-        if st == 200 && serde_json::from_str::<J>(&body).unwrap()["as_of"] == as_of {
-            return;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(180),
-            "{addr} never reached as_of {as_of}: {st} {body}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// Every view at the current as_of, as one JSON answer.
-fn all_views(addr: SocketAddr) -> J {
-    get_json(addr, &format!("/v1/query?views={VIEWS}"))
 }
 
 #[test]

@@ -2,6 +2,8 @@
 //! and exports `SHOPDIFF_PG_URL`). Every test skips, with a notice, when `SHOPDIFF_PG_URL` is not
 //! set, and works in a fresh database `t_<random>` with its own slot, dropped at the end.
 
+mod support;
+
 use shopdiff_connectors::generator::{write_recorded_stream, GenConfig, WriteOptions};
 use shopdiff_connectors::postgres::load::{by_tick, load_dir, read_changes, LoadOptions, Loader};
 use shopdiff_connectors::postgres::{format_lsn, CdcConfig, CdcError};
@@ -867,4 +869,87 @@ fn an_existing_slot_needs_resnapshot_and_a_missing_one_is_reported() {
     let mut b = Batch::default();
     cdc.merge(&mut b).expect("merge");
     assert_eq!(b.tables.len(), 1);
+}
+
+/// Issue 7: in a cluster the slot is read once, by process 0, and a 2 x 1 cluster serves on
+/// both processes exactly the views of one process reading the same slot.
+#[test]
+fn a_cluster_reads_the_slot_once_and_serves_the_views_of_one_process() {
+    let Some(base) = base_url() else { return };
+    let db = Db::new(&base);
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/data");
+    // (the example's tables hold a few invalid rows on purpose: PostgreSQL refuses them)
+    let loaded = load_dir(&db.url, &dir, &LoadOptions::default()).expect("loading");
+    assert!(loaded.rows.iter().all(|n| *n > 0), "{loaded:?}");
+    let args = EngineArgs {
+        workers: 2,
+        tick_ms: 1000,
+        lateness_ms: 5000,
+        batch: 400,
+        fraud_config: None,
+    };
+    let (_, stats) = replay_dir(&dir, &args, None).expect("replaying");
+    let bin = env!("CARGO_BIN_EXE_shopdiff");
+    let run = |http: u16, cluster: Option<(usize, u16)>| {
+        let mut c = std::process::Command::new(bin);
+        c.args(["run", "--replay"])
+            .arg(&dir)
+            .args([
+                "--batch",
+                "100",
+                "-w",
+                "1",
+                "--http",
+                &format!("127.0.0.1:{http}"),
+            ])
+            .args(["--postgres", &db.url, "--pg-slot", &db.name])
+            .args(["--pg-publication", "shopdiff_test", "--pg-resnapshot"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        if let Some((p, port)) = cluster {
+            c.args(["--processes", "2", "--process", &p.to_string()])
+                .args(["--cluster-port", &port.to_string()]);
+        }
+        support::KillOnDrop(c.spawn().expect("starting shopdiff run"))
+    };
+    let addr = |port: u16| std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let reference = {
+        let http = support::free_ports(1);
+        let _one = run(http, None);
+        support::wait_as_of(addr(http), stats.as_of);
+        support::all_views(addr(http))
+    };
+    assert!(reference["views"]["rfm"]["rows"]
+        .as_array()
+        .is_some_and(|r| !r.is_empty()));
+    // the single process has stopped: its walsender goes away
+    let t0 = std::time::Instant::now();
+    while active_consumers(&db) > 0 {
+        assert!(t0.elapsed() < WAIT, "the slot stays active");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (http, port) = (support::free_ports(2), support::free_ports(2));
+    let _p1 = run(http + 1, Some((1, port)));
+    let _p0 = run(http, Some((0, port)));
+    support::wait_as_of(addr(http), stats.as_of);
+    support::wait_as_of(addr(http + 1), stats.as_of);
+    assert_eq!(
+        active_consumers(&db),
+        1,
+        "one reader of the slot in the cluster"
+    );
+    assert_eq!(support::all_views(addr(http)), reference, "process 0");
+    assert_eq!(support::all_views(addr(http + 1)), reference, "process 1");
+}
+
+/// Walsenders streaming the test's slot.
+fn active_consumers(db: &Db) -> i64 {
+    let mut l = Loader::connect(&db.admin).expect("admin");
+    l.client()
+        .query_one(
+            "SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1 AND active",
+            &[&db.name],
+        )
+        .map(|r| r.get::<_, i64>(0))
+        .unwrap_or(-1)
 }

@@ -5,7 +5,7 @@
 use serde_json::Value as J;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
 /// A GET over HTTP/1.0 (no chunking): status and body.
@@ -141,4 +141,53 @@ pub fn model_of(rows: &J, key: &[&str]) -> Model {
             (k.join("|"), r.clone())
         })
         .collect()
+}
+
+/// Every view, comma-separated, for `/v1/query?views=`.
+pub const VIEWS: &str = "rfm,rfm_segments,cohorts,revenue_hourly,revenue_daily,fraud_alerts,product_performance,inventory,funnel_daily,data_quality";
+
+/// A base port with `n` consecutive free ports above it (each call tries other ports).
+pub fn free_ports(n: u16) -> u16 {
+    static CALLS: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let seed = (std::process::id() as u16).wrapping_add(call.wrapping_mul(1013));
+    for i in 0..200u16 {
+        let base = 20_000 + (seed.wrapping_mul(7).wrapping_add(i * 97)) % 30_000;
+        let all_free = (0..n).all(|k| TcpListener::bind(("127.0.0.1", base + k)).is_ok());
+        if all_free {
+            return base;
+        }
+    }
+    panic!("no {n} consecutive free ports");
+}
+
+/// Kills a child process when the test ends, also when it fails.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Waits until the server at `addr` is ready at `as_of`.
+pub fn wait_as_of(addr: SocketAddr, as_of: u64) {
+    let t0 = Instant::now();
+    loop {
+        let (st, body) = try_get(addr, "/ready");
+        if st == 200 && serde_json::from_str::<J>(&body).unwrap()["as_of"] == as_of {
+            return;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(180),
+            "{addr} never reached as_of {as_of}: {st} {body}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Every view at the current as_of, as one JSON answer.
+pub fn all_views(addr: SocketAddr) -> J {
+    get_json(addr, &format!("/v1/query?views={VIEWS}"))
 }
