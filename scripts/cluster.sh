@@ -182,14 +182,26 @@ case "$cmd" in
             load
             dead=()
             live=()
-            for i in $(here); do if alive "$i"; then live+=("$i"); else dead+=("$i"); fi; done
-            if [[ ${#dead[@]} -eq 0 ]]; then
+            stopped=()
+            for i in $(here); do
+                if ! alive "$i"; then
+                    dead+=("$i")
+                elif [[ "$(get "$(http_port "$i")" /health)" == 503* ]]; then
+                    # alive, but its engine stopped: a peer (maybe on another machine) died
+                    stopped+=("$i")
+                else
+                    live+=("$i")
+                fi
+            done
+            if [[ ${#dead[@]} -eq 0 && ${#stopped[@]} -eq 0 ]]; then
                 echo "every process is running"
                 status || true
                 exit 0
             fi
-            if [[ ${#live[@]} -gt 0 ]]; then
-                echo "process(es) ${dead[*]} are down; a timely cluster cannot take a process back, so the survivors (${live[*]}) are stopped and every process starts again"
+            if [[ ${#dead[@]} -eq 0 ]]; then
+                echo "process(es) ${stopped[*]} report a lost peer; restarting them (start the other machines' processes again too)"
+            elif [[ $((${#live[@]} + ${#stopped[@]})) -gt 0 ]]; then
+                echo "process(es) ${dead[*]} are down; a timely cluster cannot take a process back, so the survivors (${live[*]} ${stopped[*]}) are stopped and every process starts again"
             else
                 echo "starting the cluster again"
             fi

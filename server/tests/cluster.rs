@@ -52,22 +52,15 @@ fn generate(dir: &Path, records: u64, seed: u64) {
     ok(out, "generate");
 }
 
-fn replay(
-    stream: &Path,
-    snapshot: &Path,
-    workers: usize,
-    cluster: Option<(usize, usize, u16)>,
-) -> Child {
+/// `shopdiff replay STREAM --snapshot SNAPSHOT -w W` with `cluster` flags.
+fn replay(stream: &Path, snapshot: &Path, workers: usize, cluster: &[String]) -> Child {
     let mut c = Command::new(BIN);
     c.arg("replay")
         .arg(stream)
         .arg("--snapshot")
         .arg(snapshot)
-        .args(["-w", &workers.to_string(), "--batch", "3000"]);
-    if let Some((n, p, port)) = cluster {
-        c.args(["--processes", &n.to_string(), "--process", &p.to_string()])
-            .args(["--cluster-port", &port.to_string()]);
-    }
+        .args(["-w", &workers.to_string(), "--batch", "3000"])
+        .args(cluster);
     c.stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -93,9 +86,7 @@ fn one_by_four_two_by_two_and_four_by_one_give_identical_snapshots() {
     generate(&stream, 40_000, 7);
     let single = dir.join("1x4");
     ok(
-        replay(&stream, &single, 4, None)
-            .wait_with_output()
-            .unwrap(),
+        replay(&stream, &single, 4, &[]).wait_with_output().unwrap(),
         "1 x 4",
     );
     // the snapshot holds real rows: the comparison below cannot pass on empty files
@@ -103,10 +94,27 @@ fn one_by_four_two_by_two_and_four_by_one_give_identical_snapshots() {
     assert!(rfm > 10_000, "rfm snapshot is only {rfm} bytes");
     for (n, w) in [(2usize, 2usize), (4, 1)] {
         let port = free_ports(n as u16);
+        // 2 x 2 from a hostfile (as on several machines), 4 x 1 on local ports
+        let hostfile = dir.join(format!("hosts-{n}.txt"));
+        let hosts: Vec<String> = (0..n)
+            .map(|i| format!("127.0.0.1:{}", port + i as u16))
+            .collect();
+        std::fs::write(
+            &hostfile,
+            format!("# {n} processes\n{}\n", hosts.join("\n")),
+        )
+        .unwrap();
         let procs: Vec<(PathBuf, Child)> = (0..n)
             .map(|p| {
                 let out = dir.join(format!("{n}x{w}-p{p}"));
-                let child = replay(&stream, &out, w, Some((n, p, port)));
+                let mut flags = vec!["--process".to_string(), p.to_string()];
+                if n == 2 {
+                    flags.extend(["--hostfile".to_string(), hostfile.display().to_string()]);
+                } else {
+                    flags.extend(["--processes".to_string(), n.to_string()]);
+                    flags.extend(["--cluster-port".to_string(), port.to_string()]);
+                }
+                let child = replay(&stream, &out, w, &flags);
                 (out, child)
             })
             .collect();
@@ -130,6 +138,8 @@ struct Script {
     dir: PathBuf,
     http: u16,
     cluster_port: u16,
+    /// More environment (a shared hostfile, the processes of "this machine").
+    env: Vec<(&'static str, String)>,
 }
 
 impl Script {
@@ -144,6 +154,7 @@ impl Script {
             .env("SHOPDIFF_HTTP_PORT", self.http.to_string())
             .env("SHOPDIFF_CLUSTER_PORT", self.cluster_port.to_string())
             .env("SHOPDIFF_BIN", BIN)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .output()
             .unwrap()
     }
@@ -173,7 +184,7 @@ fn a_killed_process_is_reported_and_a_restart_gives_identical_views_and_resumes_
     generate(&stream, 150_000, 11);
     // the uninterrupted single-process run: its final as_of and every view
     let log = ok(
-        replay(&stream, &dir.join("snap"), 2, None)
+        replay(&stream, &dir.join("snap"), 2, &[])
             .wait_with_output()
             .unwrap(),
         "replay",
@@ -207,6 +218,7 @@ fn a_killed_process_is_reported_and_a_restart_gives_identical_views_and_resumes_
         dir: dir.join("cluster"),
         http: free_ports(2),
         cluster_port: free_ports(2),
+        env: Vec::new(),
     };
     let stream_arg = stream.to_string_lossy().to_string();
     let mut args = vec![
@@ -330,5 +342,65 @@ fn a_killed_process_is_reported_and_a_restart_gives_identical_views_and_resumes_
         String::from_utf8_lossy(&status.stdout)
     );
     drop(script);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn one_hostfile_starts_a_cluster_from_two_places_as_on_two_machines() {
+    let dir = scratch("hostfile");
+    let data = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/data");
+    let log = ok(
+        replay(&data, &dir.join("snap"), 2, &[])
+            .wait_with_output()
+            .unwrap(),
+        "replay",
+    );
+    let final_as_of: u64 = log
+        .split("; as_of ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no as_of in {log}"));
+    let port = free_ports(2);
+    let hostfile = dir.join("hosts.txt");
+    std::fs::write(
+        &hostfile,
+        format!("127.0.0.1:{port}\n127.0.0.1:{}\n", port + 1),
+    )
+    .unwrap();
+    let http = free_ports(2);
+    // "machine" A runs process 0, "machine" B process 1, each with its own state directory
+    let machine = |name: &str, here: &str| Script {
+        dir: dir.join(name),
+        http,
+        cluster_port: 1,
+        env: vec![
+            ("SHOPDIFF_HOSTFILE", hostfile.display().to_string()),
+            ("SHOPDIFF_PROCESSES_HERE", here.to_string()),
+        ],
+    };
+    let (a, b) = (machine("a", "0"), machine("b", "1"));
+    let data_arg = data.display().to_string();
+    let flags = [
+        "start", "2", "1", "--", "--replay", &data_arg, "--batch", "50",
+    ];
+    let text = ok(a.run(&flags), "start on A");
+    assert!(
+        text.contains("process 0") && !text.contains("process 1"),
+        "{text}"
+    );
+    ok(b.run(&flags), "start on B");
+    wait_as_of(a.addr(0), final_as_of);
+    wait_as_of(b.addr(1), final_as_of);
+    let views = all_views(a.addr(0));
+    assert_eq!(all_views(b.addr(1)), views);
+    assert!(views["views"]["rfm"]["rows"]
+        .as_array()
+        .is_some_and(|r| !r.is_empty()));
+    let status = a.run(&["status"]);
+    let text = String::from_utf8_lossy(&status.stdout).to_string();
+    assert!(status.status.success(), "{text}");
+    assert!(text.contains("process 1: on another machine"), "{text}");
+    drop((a, b));
     let _ = std::fs::remove_dir_all(&dir);
 }
