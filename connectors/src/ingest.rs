@@ -216,6 +216,13 @@ impl Ingest {
         self.live[input] = true;
     }
 
+    /// Raises the watermark to at least `w`; it never goes back. A source whose inputs are all
+    /// idle follows the other processes of a cluster this way, so that it does not hold their
+    /// `as_of` back; its records older than `w` that arrive later are late.
+    pub fn raise_watermark(&mut self, w: Ms) {
+        self.floor = Some(self.floor.map_or(w, |f| f.max(w)));
+    }
+
     fn effect(&mut self, input: usize, ts: Ms) -> (u64, bool) {
         let tick = self.cfg.tick_ms;
         let (time, late) = match self.watermark() {
@@ -433,6 +440,37 @@ mod tests {
         assert_eq!(i.watermark(), Some(95_000));
         i.event_from(0, ev("e", 110_000));
         assert_eq!(i.watermark(), Some(105_000));
+    }
+
+    #[test]
+    fn a_raised_watermark_never_goes_back_and_makes_older_records_late() {
+        let mut i = Ingest::with_inputs(TimeConfig::default(), 2);
+        i.event_from(0, ev("a", 20_000));
+        i.close_input(0);
+        i.close_input(1);
+        assert_eq!(i.frontier(), 21_000);
+        // the rest of the cluster is at 40_000: follow it
+        i.raise_watermark(40_000);
+        assert_eq!(i.watermark(), Some(40_000));
+        assert_eq!(i.frontier(), 40_000);
+        i.raise_watermark(30_000);
+        assert_eq!(i.frontier(), 40_000);
+        i.reopen_input(0);
+        assert_eq!(
+            i.event_from(0, ev("b", 39_500)),
+            Fate::Accepted {
+                time: 41_000,
+                late: true
+            }
+        );
+        assert_eq!(
+            i.event_from(0, ev("c", 50_000)),
+            Fate::Accepted {
+                time: 50_000,
+                late: false
+            }
+        );
+        assert_eq!(i.watermark(), Some(45_000));
     }
 
     #[test]

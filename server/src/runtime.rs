@@ -128,15 +128,44 @@ pub struct Engine {
     publisher: Option<std::thread::JoinHandle<()>>,
     stop: Arc<AtomicBool>,
     fed_frontier: std::sync::atomic::AtomicU64,
-    /// The largest frontier any process fed before closing its inputs (cluster mode).
-    closed_frontier: Arc<std::sync::atomic::AtomicU64>,
+    /// What the processes of the cluster fed (their marks).
+    marks: Arc<Marks>,
     inputs_closed: AtomicBool,
     cluster: Option<ClusterConfig>,
 }
 
+/// The frontiers the processes of a cluster fed, learnt from the `marks` control collection:
+/// each process's first worker inserts `(process, frontier, closed)` with every batch (cluster
+/// mode) and when it closes its inputs; every process receives every mark at once (data flows
+/// ahead of the frontier).
+struct Marks {
+    /// The largest frontier any process fed before closing its inputs.
+    closed: std::sync::atomic::AtomicU64,
+    /// The largest frontier each process fed so far.
+    fed: Vec<std::sync::atomic::AtomicU64>,
+}
+
+impl Marks {
+    fn new(processes: usize) -> Marks {
+        Marks {
+            closed: Default::default(),
+            fed: (0..processes).map(|_| Default::default()).collect(),
+        }
+    }
+
+    fn record(&self, process: usize, frontier: u64, closed: bool) {
+        if closed {
+            self.closed.fetch_max(frontier, Ordering::Relaxed);
+        }
+        if let Some(f) = self.fed.get(process) {
+            f.fetch_max(frontier, Ordering::Relaxed);
+        }
+    }
+}
+
 struct Inputs {
-    /// `(process, frontier)` of a process that closed its inputs (see [`Engine::finish`]).
-    closed: InputSession<u64, (usize, u64), isize>,
+    /// `(process, frontier fed, inputs closed)`: see [`Marks`].
+    marks: InputSession<u64, (usize, u64, bool), isize>,
     lines: InputSession<u64, Line, isize>,
     events: InputSession<u64, Event, isize>,
     quality: InputSession<u64, (Source, Reason), isize>,
@@ -168,7 +197,7 @@ impl Inputs {
 
     fn advance(&mut self, f: u64) {
         if f > *self.lines.time() {
-            self.closed.advance_to(f);
+            self.marks.advance_to(f);
             self.lines.advance_to(f);
             self.events.advance_to(f);
             self.quality.advance_to(f);
@@ -176,7 +205,7 @@ impl Inputs {
             self.customers.advance_to(f);
             self.ips.advance_to(f);
         }
-        self.closed.flush();
+        self.marks.flush();
         self.lines.flush();
         self.events.flush();
         self.quality.flush();
@@ -203,14 +232,12 @@ fn build(
     cfg: &ViewsConfig,
     probe: &Handle<u64>,
     layout: Layout,
-    closed_frontier: Arc<std::sync::atomic::AtomicU64>,
+    marks: Arc<Marks>,
 ) -> Inputs {
     worker.dataflow::<u64, _, _>(|scope| {
-        let (closed_in, closed) = scope.new_collection::<(usize, u64), isize>();
-        to_every_process(closed, layout)
-            .inspect(move |((_p, f), _, _)| {
-                closed_frontier.fetch_max(*f, Ordering::Relaxed);
-            })
+        let (marks_in, marks_coll) = scope.new_collection::<(usize, u64, bool), isize>();
+        to_every_process(marks_coll, layout)
+            .inspect(move |((p, f, closed), _, _)| marks.record(*p, *f, *closed))
             .probe_with(probe);
         let (lines_in, lines) = scope.new_collection::<Line, isize>();
         let (events_in, events) = scope.new_collection::<Event, isize>();
@@ -245,7 +272,7 @@ fn build(
         sink(v.funnel_daily, sinks.funnel_daily, probe, layout);
         sink(v.data_quality, sinks.data_quality, probe, layout);
         Inputs {
-            closed: closed_in,
+            marks: marks_in,
             lines: lines_in,
             events: events_in,
             quality: quality_in,
@@ -265,7 +292,7 @@ struct WorkerCtx {
     views: ViewsConfig,
     stores: Stores,
     layout: Layout,
-    closed_frontier: Arc<std::sync::atomic::AtomicU64>,
+    marks: Arc<Marks>,
 }
 
 fn worker_loop(worker: &mut Worker, rx: Receiver<Msg>, ctx: &WorkerCtx) {
@@ -280,7 +307,7 @@ fn worker_loop(worker: &mut Worker, rx: Receiver<Msg>, ctx: &WorkerCtx) {
         &ctx.views,
         &probe,
         ctx.layout,
-        ctx.closed_frontier.clone(),
+        ctx.marks.clone(),
     ));
     let first_local = worker.index().is_multiple_of(ctx.layout.threads);
     let mut in_flight: std::collections::VecDeque<u64> = Default::default();
@@ -294,14 +321,20 @@ fn worker_loop(worker: &mut Worker, rx: Receiver<Msg>, ctx: &WorkerCtx) {
                 match rx.try_recv() {
                     Ok(Msg::Part(p)) => {
                         in_flight.push_back(p.frontier);
+                        if first_local && ctx.layout.processes > 1 {
+                            // tell the other processes how far this one fed
+                            let t = *i.marks.time();
+                            i.marks
+                                .update_at((ctx.layout.process, p.frontier, false), t, 1);
+                        }
                         i.apply(p);
                     }
                     Ok(Msg::Finish(fed)) => {
                         // tell every process how far this one fed, so a process that fed
                         // nothing knows the final as_of once every input is closed
                         if first_local && fed > 0 {
-                            let t = *i.closed.time();
-                            i.closed.update_at((ctx.layout.process, fed), t, 1);
+                            let t = *i.marks.time();
+                            i.marks.update_at((ctx.layout.process, fed, true), t, 1);
                             i.advance(t);
                         }
                         finishing = true;
@@ -316,7 +349,7 @@ fn worker_loop(worker: &mut Worker, rx: Receiver<Msg>, ctx: &WorkerCtx) {
             if let Some(t) = f.first() {
                 // once a process closed its inputs, the frontier may run past the last one it
                 // fed (records it inserted beyond it are never complete): never further
-                let cap = ctx.closed_frontier.load(Ordering::Relaxed);
+                let cap = ctx.marks.closed.load(Ordering::Relaxed);
                 ctx.stores.notify(if cap > 0 { (*t).min(cap) } else { *t });
             }
         });
@@ -356,13 +389,13 @@ impl Engine {
             processes: cfg.cluster.as_ref().map_or(1, |c| c.processes()),
             threads: workers,
         };
-        let closed_frontier = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let marks = Arc::new(Marks::new(layout.processes));
         let ctx = Arc::new(WorkerCtx {
             sinks,
             views: cfg.views,
             stores: stores.clone(),
             layout,
-            closed_frontier: closed_frontier.clone(),
+            marks: marks.clone(),
         });
         let (senders, receivers): (Vec<_>, Vec<_>) =
             (0..workers).map(|_| bounded::<Msg>(2)).unzip();
@@ -434,7 +467,7 @@ impl Engine {
             publisher: Some(publisher),
             stop,
             fed_frontier: Default::default(),
-            closed_frontier,
+            marks,
             inputs_closed: AtomicBool::new(false),
             cluster: cfg.cluster.clone(),
         })
@@ -515,7 +548,7 @@ impl Engine {
         let last = self
             .fed_frontier
             .load(Ordering::Relaxed)
-            .max(self.closed_frontier.load(Ordering::Relaxed));
+            .max(self.marks.closed.load(Ordering::Relaxed));
         self.stores.advance(last);
         Ok(self.stores.clone())
     }
@@ -523,6 +556,21 @@ impl Engine {
     /// The largest frontier fed so far.
     pub fn fed_frontier(&self) -> u64 {
         self.fed_frontier.load(Ordering::Relaxed)
+    }
+
+    /// The largest frontier another process of the cluster fed (0 in a single process): a
+    /// process whose own sources are all idle may advance to it, so that it does not hold the
+    /// cluster's `as_of` back (each process's input frontier bounds the global one).
+    pub fn peer_frontier(&self) -> u64 {
+        let me = self.cluster.as_ref().map_or(0, |c| c.process);
+        self.marks
+            .fed
+            .iter()
+            .enumerate()
+            .filter(|(p, _)| *p != me)
+            .map(|(_, f)| f.load(Ordering::Relaxed))
+            .max()
+            .unwrap_or(0)
     }
 
     fn stop_publisher(&mut self) {
