@@ -22,7 +22,7 @@
 //!   `max(frontier, ceil_tick(e))` when the record has a readable timestamp, else the frontier.
 
 use crate::source::Batch;
-use hashbrown::HashSet;
+use hashbrown::{HashMap, HashSet};
 use shopdiff_schemas::records::{Event, Line};
 use shopdiff_schemas::time::{ceil_tick, floor_tick, Ms};
 use shopdiff_schemas::{Reason, Source};
@@ -86,6 +86,10 @@ pub struct Ingest {
     floor: Option<Ms>,
     /// The updates collected since the last [`Ingest::take_batch`].
     batch: Batch,
+    /// Where each `(source, reason, time)` count of the current batch is in `batch.quality`:
+    /// counts of one tick are summed here rather than sent to the dataflow one by one (a tick
+    /// holds about a hundred records of a replay).
+    quality_at: HashMap<(Source, Reason, u64), usize>,
 }
 
 fn identity(parts: &[&str]) -> u128 {
@@ -114,6 +118,7 @@ impl Ingest {
             live: vec![true; n],
             floor: None,
             batch: Batch::default(),
+            quality_at: HashMap::new(),
         }
     }
 
@@ -241,7 +246,15 @@ impl Ingest {
     }
 
     fn count(&mut self, source: Source, reason: Reason, time: u64) {
-        self.batch.quality.push((source, reason, time, 1));
+        let quality = &mut self.batch.quality;
+        let at = *self
+            .quality_at
+            .entry((source, reason, time))
+            .or_insert_with(|| {
+                quality.push((source, reason, time, 0));
+                quality.len() - 1
+            });
+        quality[at].3 += 1;
     }
 
     /// An accepted transaction line, in arrival order.
@@ -315,6 +328,7 @@ impl Ingest {
     /// Takes the updates collected so far, with the current frontier.
     pub fn take_batch(&mut self) -> Batch {
         let mut b = std::mem::take(&mut self.batch);
+        self.quality_at.clear();
         b.frontier = self.frontier();
         b
     }

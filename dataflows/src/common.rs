@@ -15,7 +15,9 @@ pub type Coll<'s, D> = VecCollection<'s, u64, D, isize>;
 
 /// Seven measures summed together as one difference, so a `count()` gives all of them per key in
 /// one arrangement.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Default, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 pub struct Sums7(pub [isize; 7]);
 
 impl Sums7 {

@@ -11,11 +11,14 @@
 //! * Cost of one line: one update of each window aggregate for its user when it enters and when
 //!   it leaves; one `(session, transaction)` pair. An event adds one `(ip, session)` pair; an
 //!   `ip_reputation` change re-scores the sessions that saw the IP and their transactions.
-//! * Arrangements: each window's distinct set and counts, distinct `(ip, session)`, the max
-//!   risk per session, distinct `(session, (transaction, user))`, the max per transaction.
+//! * State: each window's per-user aggregate and the distinct `(ip, session)`, session risks,
+//!   `(session, (transaction, user))` and per-transaction risks in [`Keyed::fold_by_key`]
+//!   hash maps; the arrangements of the two joins (sessions by IP hash with `ip_reputation`,
+//!   transactions by session hash with the session risks).
 
-use crate::common::Coll;
+use crate::common::{id_hash, Coll};
 use crate::config::FraudConfig;
+use shopdiff_operators::keyed::{Fold, Keyed};
 use shopdiff_operators::window::WindowAggregates;
 use shopdiff_schemas::records::{Event, Line};
 use shopdiff_schemas::rows::{AlertRow, Rule};
@@ -71,45 +74,45 @@ pub fn fraud_alerts<'s>(
     velocity.concat(amount).concat(geo).concat(risky)
 }
 
-/// `risky_ip`: transactions whose sessions saw an IP at or above the threshold.
+/// `risky_ip`: transactions whose sessions saw an IP at or above the threshold. IPs and
+/// sessions travel as 64-bit hashes (only compared for equality, like the transaction ids of
+/// the distinct counts); the transaction id and user stay strings for the row.
 fn risky_ip<'s>(
     lines: Coll<'s, Line>,
     events: Coll<'s, Event>,
     ips: Coll<'s, (Str, IpRep)>,
     threshold: i64,
 ) -> Coll<'s, AlertRow> {
-    let seen = events.flat_map(|e| match (e.session_id, e.ip) {
-        (Some(s), Some(ip)) => Some((ip, s)),
-        _ => None,
-    });
+    let seen = events
+        .flat_map(|e| match (e.session_id, e.ip) {
+            (Some(s), Some(ip)) => Some(((id_hash(&ip), id_hash(&s)), ())),
+            _ => None,
+        })
+        .fold_by_key("SeenIps", |_k, n: &Count| (n.0 > 0).then_some(()))
+        .map(|((ip, session), ())| (ip, session));
     let scores = ips.flat_map(|(ip, rep)| {
         rep.risk
-            .map(|r| (ip, if rep.is_tor { RISK_SCALE } else { r }))
+            .map(|r| (id_hash(&ip), if rep.is_tor { RISK_SCALE } else { r }))
     });
     let session_risk = seen
-        .distinct()
-        .join_map(scores, |_ip, session, score| (session.clone(), *score))
-        .reduce(|_s, vals: &[(&i64, isize)], out: &mut Vec<(i64, isize)>| {
-            if let Some((max, _)) = vals.last() {
-                out.push((**max, 1));
-            }
-        });
+        .join_map(scores, |_ip, session, score| (*session, *score))
+        .fold_by_key("SessionRisk", |_s, m: &Values<i64>| m.max());
     let tx_sessions = lines
-        .flat_map(|l| l.session_id.map(|s| (s, (l.transaction_id, l.user_id))))
-        .distinct();
+        .flat_map(|l| {
+            l.session_id
+                .map(|s| ((id_hash(&s), (l.transaction_id, l.user_id)), ()))
+        })
+        .fold_by_key("TxSessions", |_k, n: &Count| (n.0 > 0).then_some(()))
+        .map(|((s, tx_user), ())| (s, tx_user));
     tx_sessions
         .join_map(session_risk, |_s, (tx, user), risk| {
             (tx.clone(), (*risk, user.clone()))
         })
-        .reduce(
-            |_tx, vals: &[(&(i64, Str), isize)], out: &mut Vec<((i64, Str), isize)>| {
-                let max = vals.iter().map(|(v, _)| v.0).max();
-                let user = vals.iter().map(|(v, _)| &v.1).min();
-                if let (Some(max), Some(user)) = (max, user) {
-                    out.push(((max, user.clone()), 1));
-                }
-            },
-        )
+        .fold_by_key("TxRisk", |_tx, m: &Values<(i64, Str)>| {
+            let max = m.positive().map(|v| v.0).max()?;
+            let user = m.positive().map(|v| &v.1).min()?;
+            Some((max, user.clone()))
+        })
         .flat_map(move |(tx, (risk, user))| {
             (risk >= threshold).then(|| AlertRow {
                 rule: Rule::RiskyIp,
@@ -119,4 +122,55 @@ fn risky_ip<'s>(
                 threshold,
             })
         })
+}
+
+/// A multiplicity.
+#[derive(Default)]
+struct Count(isize);
+
+impl Fold<()> for Count {
+    fn add(&mut self, _: &(), diff: isize) {
+        self.0 += diff;
+    }
+    fn is_empty(&self) -> bool {
+        self.0 == 0
+    }
+}
+
+/// A small multiset of values.
+struct Values<V>(Vec<(V, isize)>);
+
+impl<V> Default for Values<V> {
+    fn default() -> Self {
+        Values(Vec::new())
+    }
+}
+
+impl<V: Clone + PartialEq + 'static> Fold<V> for Values<V> {
+    fn add(&mut self, v: &V, diff: isize) {
+        match self.0.iter().position(|(x, _)| x == v) {
+            Some(i) => {
+                self.0[i].1 += diff;
+                if self.0[i].1 == 0 {
+                    self.0.swap_remove(i);
+                }
+            }
+            None => self.0.push((v.clone(), diff)),
+        }
+    }
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl<V> Values<V> {
+    fn positive(&self) -> impl Iterator<Item = &V> {
+        self.0.iter().filter(|(_, n)| *n > 0).map(|(v, _)| v)
+    }
+}
+
+impl Values<i64> {
+    fn max(&self) -> Option<i64> {
+        self.positive().max().copied()
+    }
 }

@@ -2,66 +2,102 @@
 //!
 //! * Inputs: `lines`, `events` (any key).
 //! * Output: [`FunnelRow`] keyed by `day`.
-//! * Cost of one change: an event adds at most two `(session, day, stage)` flags; a line at most
-//!   one `(session, day)` purchase; each flag change is one update of its day's sums. O(log n).
-//! * Arrangements: distinct `((session, day), stage)`, distinct purchased `(session, day)`, the
-//!   semijoins of the two, and the per-day sums.
+//! * Cost of one change: an event or a line updates its `(session, day)` state (counts per
+//!   stage and of purchases); when that session-day's flags change (a stage reached, a first
+//!   purchase), its day's sums change by one each. O(1).
+//! * State: per `(session, day)` its counts ([`Keyed::fold_by_key`]) and per day the sums
+//!   ([`SumByKey::sum_by_key`]); hash maps, no arrangements.
 
 use crate::common::{id_hash, Coll, Sums7};
+use shopdiff_operators::keyed::{Fold, Keyed, SumByKey};
 use shopdiff_schemas::records::{Event, EventKind, Line};
 use shopdiff_schemas::rows::FunnelRow;
 use shopdiff_schemas::time::{day_start, Ms};
 
-// Stages of a session's day, and the slots of the per-day sums.
-const ANY: u8 = 0;
-const PRODUCT_VIEW: u8 = 1;
-const CART: u8 = 2;
-const CHECKOUT: u8 = 3;
+// Stages of a session's day (also the slots of the per-day sums), and the purchase slots.
+const ANY: usize = 0;
+const PRODUCT_VIEW: usize = 1;
+const CART: usize = 2;
+const CHECKOUT: usize = 3;
 const PURCHASE: usize = 4;
 const CART_PURCHASE: usize = 5;
+/// What a session-day is told: an event of a stage (`ANY` for other kinds) or a purchase.
+const BOUGHT: u8 = 4;
+
+/// One session-day: its events per stage (an event of a stage also counts under `ANY`) and its
+/// purchased lines.
+#[derive(Default)]
+struct SessionDay([isize; 5]);
+
+impl Fold<u8> for SessionDay {
+    fn add(&mut self, what: &u8, diff: isize) {
+        let what = *what as usize;
+        self.0[what] += diff;
+        if what != ANY && what != BOUGHT as usize {
+            self.0[ANY] += diff;
+        }
+    }
+    fn is_empty(&self) -> bool {
+        self.0.iter().all(|n| *n == 0)
+    }
+}
+
+impl SessionDay {
+    /// The day's slots this session-day counts in, as bits.
+    fn flags(&self) -> Option<u8> {
+        let has = |i: usize| self.0[i] > 0;
+        if !has(ANY) {
+            return None;
+        }
+        let mut f = 1u8 << ANY;
+        for stage in [PRODUCT_VIEW, CART, CHECKOUT] {
+            if has(stage) {
+                f |= 1 << stage;
+            }
+        }
+        if has(BOUGHT as usize) {
+            f |= 1 << PURCHASE;
+            if has(CART) {
+                f |= 1 << CART_PURCHASE;
+            }
+        }
+        Some(f)
+    }
+}
 
 /// Maintains `funnel_daily`.
 pub fn funnel<'s>(lines: Coll<'s, Line>, events: Coll<'s, Event>) -> Coll<'s, FunnelRow> {
-    let flags = events
-        .flat_map(|e: Event| {
-            let Some(s) = e.session_id else {
-                return Vec::new();
-            };
-            let day = day_start(e.ts);
-            let stage = match e.kind {
-                EventKind::ProductView => Some(PRODUCT_VIEW),
-                EventKind::AddToCart => Some(CART),
-                EventKind::CheckoutStart => Some(CHECKOUT),
-                _ => None,
-            };
-            let s = id_hash(&s);
-            let mut v = vec![((s, day), ANY)];
-            v.extend(stage.map(|st| ((s, day), st)));
-            v
+    let seen = events.flat_map(|e: Event| {
+        let s = e.session_id?;
+        let stage = match e.kind {
+            EventKind::ProductView => PRODUCT_VIEW,
+            EventKind::AddToCart => CART,
+            EventKind::CheckoutStart => CHECKOUT,
+            _ => ANY,
+        };
+        Some(((id_hash(&s), day_start(e.ts)), stage as u8))
+    });
+    let bought = lines.flat_map(|l: Line| {
+        l.session_id
+            .map(|s| ((id_hash(&s), day_start(l.ts)), BOUGHT))
+    });
+    seen.concat(bought)
+        .fold_by_key("SessionDays", |_k, s: &SessionDay| s.flags())
+        .explode(|((_s, day), flags): ((u64, Ms), u8)| {
+            let mut sums = Sums7::zero();
+            for (slot, v) in sums.0.iter_mut().enumerate().take(6) {
+                *v = ((flags >> slot) & 1) as isize;
+            }
+            Some((day, sums))
         })
-        .distinct();
-    let purchased = lines
-        .flat_map(|l: Line| l.session_id.map(|s| (id_hash(&s), day_start(l.ts))))
-        .distinct();
-    let bought = flags
-        .clone()
-        .filter(|(_, st)| *st == ANY || *st == CART)
-        .semijoin(purchased)
-        .explode(|((_s, day), st): ((u64, Ms), u8)| {
-            Some((
-                day,
-                Sums7::unit(if st == ANY { PURCHASE } else { CART_PURCHASE }, 1),
-            ))
-        });
-    let stages =
-        flags.explode(|((_s, day), st): ((u64, Ms), u8)| Some((day, Sums7::unit(st as usize, 1))));
-    stages.concat(bought).count().map(|(day, s)| FunnelRow {
-        day,
-        sessions: s.0[ANY as usize] as i64,
-        product_view_sessions: s.0[PRODUCT_VIEW as usize] as i64,
-        cart_sessions: s.0[CART as usize] as i64,
-        checkout_sessions: s.0[CHECKOUT as usize] as i64,
-        purchase_sessions: s.0[PURCHASE] as i64,
-        cart_purchased: s.0[CART_PURCHASE] as i64,
-    })
+        .sum_by_key()
+        .map(|(day, s)| FunnelRow {
+            day,
+            sessions: s.0[ANY] as i64,
+            product_view_sessions: s.0[PRODUCT_VIEW] as i64,
+            cart_sessions: s.0[CART] as i64,
+            checkout_sessions: s.0[CHECKOUT] as i64,
+            purchase_sessions: s.0[PURCHASE] as i64,
+            cart_purchased: s.0[CART_PURCHASE] as i64,
+        })
 }

@@ -6,7 +6,8 @@
 //!   right, as `fraud_alerts`), via the temporal filter.
 //! * Cost of one change: a line updates its product's window sum when it enters and when it
 //!   leaves; a product row change re-joins that product only. O(log n).
-//! * Arrangements: the windowed sums by product, products by key.
+//! * State: the windowed sums by product (a hash map in the window operator), and the
+//!   arrangements of the join of `products` with them.
 
 use crate::common::Coll;
 use crate::config::INVENTORY_WINDOW_MS;

@@ -2,57 +2,106 @@
 //!
 //! * Inputs: `lines`, `events` (any key).
 //! * Output: [`ProductPerfRow`] keyed by `(product_id, day)`.
-//! * Cost of one change: one update of the `(product, day)` sums, plus one of the distinct
-//!   `(product, day, transaction)` set for a line. O(log n).
-//! * Arrangements: distinct `((product, day), transaction)`, and the per-`(product, day)` sums.
+//! * Cost of one change: one hash-map update of its `(product, day)` state (view and cart
+//!   counts, units, and the transaction set for the distinct orders). O(1).
+//! * State: one [`Keyed::fold_by_key`] state per `(product, day)` (a hash map per worker, no
+//!   arrangements).
 
-use crate::common::{id_hash, Coll, Sums7};
+use crate::common::{id_hash, Coll};
+use hashbrown::HashMap;
+use serde::{Deserialize, Serialize};
+use shopdiff_operators::keyed::{Fold, Keyed};
 use shopdiff_schemas::records::{Event, EventKind, Line};
 use shopdiff_schemas::rows::ProductPerfRow;
-use shopdiff_schemas::time::{day_start, Ms};
-use shopdiff_schemas::Str;
+use shopdiff_schemas::time::day_start;
 
-const VIEWS: usize = 0;
-const CARTS: usize = 1;
-const ORDERS: usize = 2;
-const UNITS: usize = 3;
+/// What a `(product, day)` is told: a view, an add-to-cart, or a line `(transaction, units)`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+enum Activity {
+    View,
+    Cart,
+    Line(u64, i64),
+}
+
+/// One `(product, day)`: counts, units and its transactions with their line counts.
+#[derive(Default)]
+struct Perf {
+    views: isize,
+    carts: isize,
+    units: i64,
+    lines: isize,
+    txs: HashMap<u64, isize>,
+    orders: usize,
+}
+
+impl Fold<Activity> for Perf {
+    fn add(&mut self, a: &Activity, diff: isize) {
+        match a {
+            Activity::View => self.views += diff,
+            Activity::Cart => self.carts += diff,
+            Activity::Line(tx, units) => {
+                self.units += units * diff as i64;
+                self.lines += diff;
+                let n = self.txs.entry(*tx).or_insert(0);
+                let before = *n > 0;
+                *n += diff;
+                let after = *n > 0;
+                if *n == 0 {
+                    self.txs.remove(tx);
+                }
+                match (before, after) {
+                    (false, true) => self.orders += 1,
+                    (true, false) => self.orders -= 1,
+                    _ => {}
+                }
+            }
+        }
+    }
+    fn is_empty(&self) -> bool {
+        self.views == 0
+            && self.carts == 0
+            && self.units == 0
+            && self.lines == 0
+            && self.txs.is_empty()
+    }
+}
 
 /// Maintains `product_performance`.
 pub fn product_performance<'s>(
     lines: Coll<'s, Line>,
     events: Coll<'s, Event>,
 ) -> Coll<'s, ProductPerfRow> {
-    let from_events = events.explode(|e: Event| {
-        let slot = match e.kind {
-            EventKind::ProductView => Some(VIEWS),
-            EventKind::AddToCart => Some(CARTS),
+    let from_events = events.flat_map(|e: Event| {
+        let a = match e.kind {
+            EventKind::ProductView => Some(Activity::View),
+            EventKind::AddToCart => Some(Activity::Cart),
             _ => None,
         };
-        match (slot, e.product_id) {
-            (Some(slot), Some(p)) => Some(((p, day_start(e.ts)), Sums7::unit(slot, 1))),
+        match (a, e.product_id) {
+            (Some(a), Some(p)) => Some(((p, day_start(e.ts)), a)),
             _ => None,
         }
     });
-    let units = lines.clone().explode(|l: Line| {
-        Some((
-            (l.product_id, day_start(l.ts)),
-            Sums7::unit(UNITS, l.quantity as isize),
-        ))
+    let from_lines = lines.map(|l: Line| {
+        (
+            (l.product_id.clone(), day_start(l.ts)),
+            Activity::Line(id_hash(&l.transaction_id), l.quantity),
+        )
     });
-    let orders = lines
-        .map(|l| ((l.product_id, day_start(l.ts)), id_hash(&l.transaction_id)))
-        .distinct()
-        .explode(|(k, _tx): ((Str, Ms), u64)| Some((k, Sums7::unit(ORDERS, 1))));
     from_events
-        .concat(units)
-        .concat(orders)
-        .count()
-        .map(|((product_id, day), s)| ProductPerfRow {
-            product_id,
-            day,
-            views: s.0[VIEWS] as i64,
-            add_to_carts: s.0[CARTS] as i64,
-            orders: s.0[ORDERS] as i64,
-            units: s.0[UNITS] as i64,
+        .concat(from_lines)
+        .fold_by_key("ProductPerf", |_k, p: &Perf| {
+            let row = (p.views, p.carts, p.orders, p.units);
+            (row != (0, 0, 0, 0)).then_some(row)
         })
+        .map(
+            |((product_id, day), (views, carts, orders, units))| ProductPerfRow {
+                product_id,
+                day,
+                views: views as i64,
+                add_to_carts: carts as i64,
+                orders: orders as i64,
+                units,
+            },
+        )
 }

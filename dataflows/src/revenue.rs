@@ -3,13 +3,18 @@
 //! * Inputs: `lines` (accepted order lines, any key), `products` keyed by `product_id`.
 //! * Output: [`RevenueRow`] keyed by `(dimension, value, bucket, currency)`.
 //! * Cost of one new line: one lookup of its product's cost (shared by both granularities), then
-//!   8 dimension keys, each one update of the sums (cost included) and one of the distinct
-//!   `(key, transaction)` set; O(8 log n). A product's cost change, insert or delete re-prices
-//!   that product's lines (O(lines of the product)).
-//! * Arrangements: the lines by product joined with `products` (shared), `(key, transaction)`
-//!   for distinct orders, and the per-key sums (one `count` over a vector-valued difference).
+//!   8 dimension keys, each one hash-map update of the key's sums (cost included) and of its
+//!   transaction set (distinct orders); O(8). A product's cost change, insert or delete
+//!   re-prices that product's lines (O(lines of the product)).
+//! * State: the lines by product joined with `products` ([`LeftJoin::left_join`], shared by
+//!   both granularities), no arrangements. The per-key sums and
+//!   transaction sets are kept by [`Keyed::fold_by_key`] (a hash map per worker, no history),
+//!   not by `distinct` + `count`, which replayed each key's history at each of its ticks.
 
 use crate::common::{id_hash, Coll, Sums7};
+use differential_dataflow::difference::{IsZero, Multiply, Semigroup};
+use hashbrown::HashMap;
+use shopdiff_operators::keyed::{Fold, Keyed, LeftJoin};
 use shopdiff_schemas::records::Line;
 use shopdiff_schemas::rows::{Dimension, RevenueRow};
 use shopdiff_schemas::tables::Product;
@@ -52,22 +57,17 @@ const COST: usize = 5;
 const MATCHED: usize = 6;
 
 /// Every line with its product's current cost: `Some(cost)` while a products row exists,
-/// `None` (an unmatched line) otherwise. One arrangement of the lines by product, shared by both
-/// granularities; a product's cost change re-prices that product's lines.
+/// `None` (an unmatched line) otherwise, each line exactly once ([`LeftJoin::left_join`]: the
+/// lines by product in a hash map, shared by both granularities); a product's cost change
+/// re-prices that product's lines.
 pub fn priced_lines<'s>(
     lines: Coll<'s, Line>,
     products: Coll<'s, (Str, Product)>,
 ) -> Coll<'s, (Line, Option<i64>)> {
-    let costs = products.map(|(id, p)| (id, p.cost));
-    let matched = lines
-        .clone()
-        .map(|l| (l.product_id.clone(), l))
-        .join_map(costs, |_p, l, cost| (l.clone(), Some(*cost)));
     // products are keyed by id, so a line matches at most one row
-    let unmatched = lines
-        .concat(matched.clone().map(|(l, _)| l).negate())
-        .map(|l| (l, None));
-    matched.concat(unmatched)
+    lines
+        .map(|l| (l.product_id.clone(), l))
+        .left_join(products.map(|(id, p)| (id, p.cost)))
 }
 
 /// Maintains `revenue_hourly` or `revenue_daily`.
@@ -81,34 +81,31 @@ pub fn revenue<'s>(
 }
 
 /// [`revenue`] from lines already priced by [`priced_lines`] (shared by both granularities).
+/// `_lines` is kept for the callers' convenience: the priced lines hold every line once.
 pub fn revenue_priced<'s>(
-    lines: Coll<'s, Line>,
+    _lines: Coll<'s, Line>,
     priced: Coll<'s, (Line, Option<i64>)>,
     g: Granularity,
 ) -> Coll<'s, RevenueRow> {
-    // line measures per key, cost included while the product exists
-    let sums = priced.explode(move |(l, cost): (Line, Option<i64>)| {
-        let mut s = Sums7::zero();
-        s.0[LINES] = 1;
-        s.0[ITEMS] = l.quantity as isize;
-        s.0[GROSS] = l.gross() as isize;
-        s.0[DISCOUNT] = l.discount as isize;
-        if let Some(c) = cost {
-            s.0[COST] = (l.quantity * c) as isize;
-            s.0[MATCHED] = 1;
-        }
-        keys(&l, g).map(move |k| (k, s)).collect::<Vec<_>>()
-    });
-    // distinct transactions per key
-    let orders = lines
-        .flat_map(move |l: Line| {
+    priced
+        .flat_map(move |(l, cost): (Line, Option<i64>)| {
+            let mut s = Sums7::zero();
+            s.0[LINES] = 1;
+            s.0[ITEMS] = l.quantity as isize;
+            s.0[GROSS] = l.gross() as isize;
+            s.0[DISCOUNT] = l.discount as isize;
+            if let Some(c) = cost {
+                s.0[COST] = (l.quantity * c) as isize;
+                s.0[MATCHED] = 1;
+            }
             let tx = id_hash(&l.transaction_id);
-            keys(&l, g).map(move |k| (k, tx)).collect::<Vec<_>>()
+            keys(&l, g).map(move |k| (k, (tx, s))).collect::<Vec<_>>()
         })
-        .distinct()
-        .explode(|(k, _tx)| Some((k, Sums7::unit(ORDERS, 1))));
-    sums.concat(orders)
-        .count()
+        .fold_by_key("Revenue", |_k, s: &KeySums| {
+            let mut v = s.sums;
+            v.0[ORDERS] = s.orders as isize;
+            (!v.is_zero()).then_some(v)
+        })
         .map(|((dimension, value, bucket, currency), s)| RevenueRow {
             dimension,
             value,
@@ -122,4 +119,34 @@ pub fn revenue_priced<'s>(
             cost: s.0[COST] as i64,
             unmatched_lines: (s.0[LINES] - s.0[MATCHED]) as i64,
         })
+}
+
+/// One revenue key's state: its lines' measures summed, and its transactions with their line
+/// counts (`orders` = how many have a positive count: the distinct count).
+#[derive(Default)]
+struct KeySums {
+    sums: Sums7,
+    txs: HashMap<u64, isize>,
+    orders: usize,
+}
+
+impl Fold<(u64, Sums7)> for KeySums {
+    fn add(&mut self, (tx, m): &(u64, Sums7), diff: isize) {
+        self.sums.plus_equals(&m.multiply(&diff));
+        let n = self.txs.entry(*tx).or_insert(0);
+        let before = *n > 0;
+        *n += diff;
+        let after = *n > 0;
+        if *n == 0 {
+            self.txs.remove(tx);
+        }
+        match (before, after) {
+            (false, true) => self.orders += 1,
+            (true, false) => self.orders -= 1,
+            _ => {}
+        }
+    }
+    fn is_empty(&self) -> bool {
+        self.txs.is_empty() && self.sums.is_zero()
+    }
 }

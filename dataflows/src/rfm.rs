@@ -4,73 +4,161 @@
 //! * Output: [`RfmRow`] keyed by `user_id` (`recency_days` is derived when read), and
 //!   [`SegmentRow`] keyed by `segment`.
 //! * Per user: `last_purchase` (max event time), `frequency` (distinct transactions),
-//!   `monetary` (net cents of all currencies). Scores come from three incremental ntile
-//!   operators ([`shopdiff_operators::rank::Ntile`]), one per measure, each owned by its own
-//!   worker: a change of one customer's measure costs O(log n + customers whose score changes),
-//!   never a re-sort.
-//! * Cost of one new line: one update of the user's max, distinct set and sums; then at most a
-//!   few score changes per ranking, each joined back by user. O(log n).
-//! * Arrangements: per-user event times (max), distinct `(user, transaction)`, per-user sums, the
-//!   three score collections and their joins by user; segments sum the rows.
+//!   `monetary` (net cents of all currencies), all three folded in one per-user state
+//!   ([`Keyed::fold_by_key`]). Scores come from three incremental ntile operators
+//!   ([`shopdiff_operators::rank::Ntile`]), one per measure, each owned by its own worker: a
+//!   change of one customer's measure costs O(log n + customers whose score changes), never a
+//!   re-sort. The measures and the three scores meet again in one per-user fold (a four-way
+//!   join by user).
+//! * Cost of one new line: one update of its user's state (a multiset of event times, a
+//!   transaction set and sums); then at most a few score changes per ranking, each one update
+//!   of the joining fold. O(log n).
+//! * State: the two per-user folds (hash maps, no arrangements) and the three rankings;
+//!   segments sum the rows in a hash map ([`SumByKey::sum_by_key`]).
 
 use crate::common::{id_hash, Coll};
+use hashbrown::HashMap;
+use serde::{Deserialize, Serialize};
+use shopdiff_operators::keyed::{Fold, Keyed, SumByKey};
 use shopdiff_operators::rank::Ntile;
 use shopdiff_schemas::money::Cents;
 use shopdiff_schemas::records::Line;
 use shopdiff_schemas::rows::{RfmRow, SegmentRow};
 use shopdiff_schemas::time::Ms;
 use shopdiff_schemas::Str;
+use std::collections::BTreeMap;
 
 /// Maintains `rfm`.
 pub fn rfm<'s>(lines: Coll<'s, Line>) -> Coll<'s, RfmRow> {
-    let last = lines.clone().map(|l| (l.user_id, l.ts)).reduce(
-        |_u, vals: &[(&Ms, isize)], out: &mut Vec<(Ms, isize)>| {
-            if let Some((t, _)) = vals.last() {
-                out.push((**t, 1));
-            }
-        },
-    );
-    let frequency = lines
-        .clone()
-        .map(|l| (l.user_id, id_hash(&l.transaction_id)))
-        .distinct()
-        .map(|(u, _)| u)
-        .count()
-        .map(|(u, f)| (u, f as i64));
-    // (lines, net) summed per user: a user exists while it has lines, even when its net is 0
-    let monetary = lines
-        .explode(|l: Line| Some((l.user_id.clone(), (1isize, l.net() as isize))))
-        .count()
-        .map(|(u, (_, m))| (u, m as Cents));
-    let r = last.clone().ntile(5, 0);
-    let f = frequency.clone().ntile(5, 1);
-    let m = monetary.clone().ntile(5, 2);
-    let base = last
-        .join(frequency)
-        .join(monetary)
-        .map(|(u, ((l, f), m))| (u, (l, f, m)));
-    let scores = r
-        .join(f)
-        .join(m)
-        .map(|(u, ((r, f), m))| (u, (r as u8, f as u8, m as u8)));
-    base.join_map(scores, |u: &Str, (last, f, m), (rs, fs, ms)| RfmRow {
-        user_id: u.clone(),
-        last_purchase: *last,
-        frequency: *f,
-        monetary: *m,
-        r_score: *rs,
-        f_score: *fs,
-        m_score: *ms,
-    })
+    let measures = lines
+        .map(|l| {
+            (
+                l.user_id.clone(),
+                (l.ts, id_hash(&l.transaction_id), l.net()),
+            )
+        })
+        .fold_by_key("Buyers", |_u, b: &Buyer| b.measures());
+    let r = measures.clone().map(|(u, (l, _, _))| (u, l)).ntile(5, 0);
+    let f = measures.clone().map(|(u, (_, f, _))| (u, f)).ntile(5, 1);
+    let m = measures.clone().map(|(u, (_, _, m))| (u, m)).ntile(5, 2);
+    measures
+        .map(|(u, (l, f, m))| (u, Part::Measures(l, f, m)))
+        .concat(r.map(|(u, s)| (u, Part::R(s))))
+        .concat(f.map(|(u, s)| (u, Part::F(s))))
+        .concat(m.map(|(u, s)| (u, Part::M(s))))
+        .fold_by_key("RfmRows", |u, p: &Parts| p.row(u))
+        .map(|(_, row)| row)
 }
 
 /// Maintains `rfm_segments` from `rfm`.
 pub fn rfm_segments<'s>(rfm: Coll<'s, RfmRow>) -> Coll<'s, SegmentRow> {
     rfm.explode(|r: RfmRow| Some((r.segment(), (1isize, r.monetary as isize))))
-        .count()
+        .sum_by_key()
         .map(|(segment, (n, m))| SegmentRow {
             segment,
             customers: n as i64,
             monetary: m as Cents,
         })
+}
+
+/// One customer's purchases: event times (a multiset, for the max), transactions with their
+/// line counts (for the distinct count), lines and net cents.
+#[derive(Default)]
+struct Buyer {
+    times: BTreeMap<Ms, isize>,
+    txs: HashMap<u64, isize>,
+    lines: isize,
+    net: i64,
+}
+
+impl Buyer {
+    /// `(last_purchase, frequency, monetary)` while the customer has lines.
+    fn measures(&self) -> Option<(Ms, i64, Cents)> {
+        let last = self
+            .times
+            .iter()
+            .rev()
+            .find(|(_, n)| **n > 0)
+            .map(|(t, _)| *t)?;
+        let frequency = self.txs.values().filter(|n| **n > 0).count() as i64;
+        (self.lines > 0).then_some((last, frequency, self.net))
+    }
+}
+
+impl Fold<(Ms, u64, Cents)> for Buyer {
+    fn add(&mut self, (ts, tx, net): &(Ms, u64, Cents), diff: isize) {
+        let n = self.times.entry(*ts).or_insert(0);
+        *n += diff;
+        if *n == 0 {
+            self.times.remove(ts);
+        }
+        let n = self.txs.entry(*tx).or_insert(0);
+        *n += diff;
+        if *n == 0 {
+            self.txs.remove(tx);
+        }
+        self.lines += diff;
+        self.net += net * diff as i64;
+    }
+    fn is_empty(&self) -> bool {
+        self.lines == 0 && self.net == 0 && self.times.is_empty() && self.txs.is_empty()
+    }
+}
+
+/// What meets by user to make a row: the measures and the three scores.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+enum Part {
+    Measures(Ms, i64, Cents),
+    R(u64),
+    F(u64),
+    M(u64),
+}
+
+/// The parts present for a user, with their multiplicities.
+#[derive(Default)]
+struct Parts(Vec<(Part, isize)>);
+
+impl Fold<Part> for Parts {
+    fn add(&mut self, p: &Part, diff: isize) {
+        match self.0.iter().position(|(x, _)| x == p) {
+            Some(i) => {
+                self.0[i].1 += diff;
+                if self.0[i].1 == 0 {
+                    self.0.swap_remove(i);
+                }
+            }
+            None => self.0.push((p.clone(), diff)),
+        }
+    }
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl Parts {
+    /// The row, when each of the four parts is there exactly once (the join of the four).
+    fn row(&self, user: &Str) -> Option<RfmRow> {
+        if self.0.len() != 4 || self.0.iter().any(|(_, n)| *n != 1) {
+            return None;
+        }
+        let (mut measures, mut r, mut f, mut m) = (None, None, None, None);
+        for (p, _) in &self.0 {
+            match p {
+                Part::Measures(l, fr, mo) => measures = Some((*l, *fr, *mo)),
+                Part::R(x) => r = Some(*x as u8),
+                Part::F(x) => f = Some(*x as u8),
+                Part::M(x) => m = Some(*x as u8),
+            }
+        }
+        let (last, frequency, monetary) = measures?;
+        Some(RfmRow {
+            user_id: user.clone(),
+            last_purchase: last,
+            frequency,
+            monetary,
+            r_score: r?,
+            f_score: f?,
+            m_score: m?,
+        })
+    }
 }

@@ -36,8 +36,8 @@
 //! capability the operator holds for the earliest waiting time. They are parked here, rather
 //! than sent downstream at once, because an arrangement's batcher re-merges every update it
 //! holds for a future time at each frontier advance. The aggregates of [`WindowAggregates`]
-//! add their own arrangement costs: `count`, `explode` + `count` and `distinct` + `count`
-//! look up one key per change; `reduce` (max) reads all distinct values of the changed key.
+//! keep their per-key state in [`crate::keyed`]'s hash maps: one lookup per change (plus
+//! `O(log values)` for the maximum), no arrangement and no history.
 //!
 //! # Example
 //!

@@ -13,9 +13,10 @@
 //! their times, in a history bounded by `as_of` span and size: a read at an older `as_of`
 //! subtracts the updates after it, and a subscription resumed with `since=` replays them.
 
+use hashbrown::HashMap;
 use shopdiff_schemas::rows::{ColKind, Row, Value, ViewDef};
 use shopdiff_schemas::Str;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! Replay throughput: records/s and peak RSS of a full replay with every view.
 //!
 //! Run with: cargo run --release -p shopdiff-benches --bin replay -- DIR [-w N] [--parse-only]
-//!            [--updates N]
+//!            [--updates N] [--views revenue_hourly,revenue_daily,data_quality]
 //!
 //! `DIR` is a recorded stream (make one with `shopdiff generate --out DIR --records 5000000`).
 //! Prints records, seconds, records/s, the process's peak RSS (VmHWM) and RSS per million
@@ -9,7 +9,9 @@
 //! without the engine. `--updates N`: after the replay, N batches of 1,000 new order lines
 //! (from the generator with another seed, so existing and new customers buy), each at the next
 //! tick; reports the median and p99 time from handing a batch to the engine until every view
-//! is readable at its `as_of`.
+//! is readable at its `as_of`. `--views A,B,..` replays through only those views (of
+//! `revenue_hourly`, `revenue_daily`, `data_quality`, `rfm`): issue 2's figure, from when these
+//! were the only views; the same batches, split and stores as the engine, without the others.
 
 use anyhow::Context;
 use shopdiff_benches::peak_rss_mb;
@@ -37,6 +39,14 @@ fn main() -> anyhow::Result<()> {
         .unwrap_or(2);
     if args.iter().any(|a| a == "--parse-only") {
         return parse_only(&dir);
+    }
+    if let Some(v) = args
+        .iter()
+        .position(|a| a == "--views")
+        .and_then(|i| args.get(i + 1))
+    {
+        let names: Vec<String> = v.split(',').map(str::to_string).collect();
+        return selected(&dir, workers, &names);
     }
     if let Some(n) = args
         .iter()
@@ -96,7 +106,7 @@ fn updates(dir: &std::path::Path, workers: usize, n: usize) -> anyhow::Result<()
         let t0 = Instant::now();
         while engine.stores().as_of().is_none_or(|a| a + tick < f) {
             anyhow::ensure!(t0.elapsed() < Duration::from_secs(600), "as_of stuck");
-            std::thread::yield_now();
+            std::thread::sleep(Duration::from_micros(100));
         }
         Ok(())
     };
@@ -172,6 +182,244 @@ fn parse_only(dir: &std::path::Path) -> anyhow::Result<()> {
     println!(
         "parse-only records={n} accepted={ok} seconds={secs:.2} records_per_s_per_core={:.0}",
         n as f64 / secs
+    );
+    Ok(())
+}
+
+/// `--views a,b,c`: the replay through only the named views, on `workers` workers in this
+/// process, each view's output folded into its store as in the engine (same batches, same
+/// round-robin split, same advance per batch); everything else of the engine left out.
+fn selected(dir: &std::path::Path, workers: usize, names: &[String]) -> anyhow::Result<()> {
+    use differential_dataflow::input::Input;
+    use shopdiff_dataflows::common::Coll;
+    use shopdiff_dataflows::*;
+    use shopdiff_schemas::records::{Event, Line};
+    use shopdiff_schemas::rows::{self, Row};
+    use shopdiff_schemas::tables::{Customer, IpRep, Product, TableRow};
+    use shopdiff_schemas::{Reason, Source, Str};
+    use shopdiff_server::store::{HistoryConfig, ViewStore};
+    use std::sync::Arc;
+    use timely::dataflow::operators::probe::Handle;
+
+    for n in names {
+        anyhow::ensure!(
+            shopdiff_schemas::rows::ALL_VIEWS
+                .iter()
+                .any(|d| d.name == n),
+            "no view {n}"
+        );
+    }
+    let tick = 1000u64;
+    let h = HistoryConfig::default();
+    let rh = ViewStore::with_history(rows::REVENUE_HOURLY, tick, h);
+    let rd = ViewStore::with_history(rows::REVENUE_DAILY, tick, h);
+    let dq = ViewStore::with_history(rows::DATA_QUALITY, tick, h);
+    let rfm_s = ViewStore::with_history(rows::RFM, tick, h);
+    let mut stores = shopdiff_server::Stores::new(tick);
+    let has = |n: &str| names.iter().any(|x| x == n);
+    for (n, s) in [
+        (
+            "revenue_hourly",
+            rh.clone() as Arc<dyn shopdiff_server::AnyView>,
+        ),
+        ("revenue_daily", rd.clone()),
+        ("data_quality", dq.clone()),
+        ("rfm", rfm_s.clone()),
+    ] {
+        if has(n) {
+            stores.add(s);
+        }
+    }
+    anyhow::ensure!(
+        names.iter().all(
+            |n| ["revenue_hourly", "revenue_daily", "data_quality", "rfm"].contains(&n.as_str())
+        ),
+        "--views takes revenue_hourly, revenue_daily, data_quality and rfm"
+    );
+    let label = names.join(",");
+    let names = names.to_vec();
+    type Part = (
+        Vec<(Line, u64)>,
+        Vec<(Event, u64)>,
+        Vec<(Source, Reason, u64, i64)>,
+        Vec<(TableRow, u64, isize)>,
+        u64,
+    );
+    let (senders, receivers): (Vec<_>, Vec<_>) = (0..workers)
+        .map(|_| crossbeam_channel::bounded::<Option<Part>>(2))
+        .unzip();
+    let receivers = std::sync::Mutex::new(receivers.into_iter().map(Some).collect::<Vec<_>>());
+    let wstores = stores.clone();
+    let guards = timely::execute(timely::Config::process(workers), move |worker| {
+        let Some(rx) = receivers
+            .lock()
+            .ok()
+            .and_then(|mut r| r[worker.index()].take())
+        else {
+            return;
+        };
+        fn sink<'s, R: Row + differential_dataflow::ExchangeData>(
+            c: Coll<'s, R>,
+            s: Arc<ViewStore<R>>,
+            p: &Handle<u64>,
+        ) {
+            c.inspect_batch(move |_, u| s.push(u)).probe_with(p);
+        }
+        let probe = Handle::new();
+        let (mut li, mut ei, mut qi, mut pi, mut ci, mut ii) =
+            worker.dataflow::<u64, _, _>(|scope| {
+                let (li, lines) = scope.new_collection::<Line, isize>();
+                let (ei, _events) = scope.new_collection::<Event, isize>();
+                let (qi, quality) = scope.new_collection::<(Source, Reason), isize>();
+                let (pi, products) = scope.new_collection::<(Str, Product), isize>();
+                let (ci, customers) = scope.new_collection::<(Str, Customer), isize>();
+                let (ii, _ips) = scope.new_collection::<(Str, IpRep), isize>();
+                let has = |n: &str| names.iter().any(|x| x == n);
+                if has("revenue_hourly") || has("revenue_daily") {
+                    let priced = revenue::priced_lines(lines.clone(), products.clone());
+                    if has("revenue_hourly") {
+                        let v = revenue::revenue_priced(
+                            lines.clone(),
+                            priced.clone(),
+                            revenue::Granularity::Hourly,
+                        );
+                        sink(v, rh.clone(), &probe);
+                    }
+                    if has("revenue_daily") {
+                        let v = revenue::revenue_priced(
+                            lines.clone(),
+                            priced,
+                            revenue::Granularity::Daily,
+                        );
+                        sink(v, rd.clone(), &probe);
+                    }
+                }
+                if has("rfm") {
+                    sink(rfm::rfm(lines.clone()), rfm_s.clone(), &probe);
+                }
+                if has("data_quality") {
+                    sink(
+                        data_quality::data_quality(quality, lines, products, customers),
+                        dq.clone(),
+                        &probe,
+                    );
+                }
+                (li, ei, qi, pi, ci, ii)
+            });
+        let mut in_flight = std::collections::VecDeque::new();
+        let mut done = false;
+        loop {
+            while in_flight.front().is_some_and(|f| !probe.less_than(f)) {
+                in_flight.pop_front();
+            }
+            if !done && in_flight.len() < 3 {
+                match rx.try_recv() {
+                    Ok(Some((lines, events, quality, tables, frontier))) => {
+                        for (l, t) in lines {
+                            li.update_at(l, t, 1);
+                        }
+                        for (e, t) in events {
+                            ei.update_at(e, t, 1);
+                        }
+                        for (s, r, t, n) in quality {
+                            qi.update_at((s, r), t, n as isize);
+                        }
+                        for (row, t, d) in tables {
+                            match row {
+                                TableRow::Product(x) => {
+                                    pi.update_at((x.product_id.clone(), x), t, d)
+                                }
+                                TableRow::Customer(x) => ci.update_at((x.user_id.clone(), x), t, d),
+                                TableRow::Ip(x) => ii.update_at((x.ip_address.clone(), x), t, d),
+                            }
+                        }
+                        if frontier > *li.time() {
+                            li.advance_to(frontier);
+                            ei.advance_to(frontier);
+                            qi.advance_to(frontier);
+                            pi.advance_to(frontier);
+                            ci.advance_to(frontier);
+                            ii.advance_to(frontier);
+                        }
+                        li.flush();
+                        ei.flush();
+                        qi.flush();
+                        pi.flush();
+                        ci.flush();
+                        ii.flush();
+                        in_flight.push_back(frontier);
+                    }
+                    Ok(None) | Err(crossbeam_channel::TryRecvError::Disconnected) => done = true,
+                    Err(crossbeam_channel::TryRecvError::Empty) => {}
+                }
+            }
+            worker.step_or_park(Some(Duration::from_millis(1)));
+            probe.with_frontier(|f| {
+                if let Some(t) = f.first() {
+                    wstores.notify(*t);
+                }
+            });
+            if done && !probe.less_than(li.time()) {
+                break;
+            }
+        }
+    })
+    .map_err(anyhow::Error::msg)?;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (pub_stores, pub_stop) = (stores.clone(), stop.clone());
+    let publisher = std::thread::spawn(move || pub_stores.publish_until(&pub_stop));
+    let replay = Replay::open(
+        dir,
+        ReplayOptions {
+            time: TimeConfig::default(),
+            batch_records: 50_000,
+            dead_letters: None,
+        },
+    )?;
+    let start = Instant::now();
+    let mut fed = 0u64;
+    let stats = replay.run(|b| {
+        fed = fed.max(b.frontier);
+        let n = senders.len();
+        let mut parts: Vec<Part> = (0..n).map(|_| Default::default()).collect();
+        for p in parts.iter_mut() {
+            p.4 = b.frontier;
+        }
+        for (i, x) in b.lines.into_iter().enumerate() {
+            parts[i % n].0.push(x);
+        }
+        for (i, x) in b.events.into_iter().enumerate() {
+            parts[i % n].1.push(x);
+        }
+        for (i, x) in b.quality.into_iter().enumerate() {
+            parts[i % n].2.push(x);
+        }
+        for (i, x) in b.tables.into_iter().enumerate() {
+            parts[i % n].3.push(x);
+        }
+        parts
+            .into_iter()
+            .zip(&senders)
+            .all(|(p, s)| s.send(Some(p)).is_ok())
+    })?;
+    for s in &senders {
+        let _ = s.send(None);
+    }
+    for r in guards.join() {
+        r.map_err(anyhow::Error::msg)?;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    stores.notify(0);
+    let _ = publisher.join();
+    stores.advance(fed);
+    let secs = start.elapsed().as_secs_f64();
+    let records = stats.transactions + stats.behavior;
+    let rows: usize = stores.iter().map(|v| v.len()).sum();
+    println!(
+        "replay views={} workers={workers} records={records} seconds={secs:.2} records_per_s={:.0} peak_rss_mb={:.0} view_rows={rows}",
+        label,
+        records as f64 / secs,
+        peak_rss_mb(),
     );
     Ok(())
 }

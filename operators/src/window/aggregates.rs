@@ -3,11 +3,14 @@
 //!
 //! See the [module documentation](super) for the window semantics and the cost.
 
+use std::collections::BTreeMap;
 use std::hash::Hash;
 
 use differential_dataflow::{ExchangeData, VecCollection};
+use hashbrown::HashMap;
 
 use super::SlidingWindow;
+use crate::keyed::{Fold, Keyed, SumByKey};
 
 /// Per-key aggregates over a trailing window of `width` ms.
 ///
@@ -16,7 +19,7 @@ use super::SlidingWindow;
 /// records `(k, v)` present at `T` with `T - width < start((k, v)) <= T`. Outputs have one row
 /// per key with a non-empty window and no row otherwise. Each call builds its own
 /// [`SlidingWindow`]; to compute several aggregates over one window, window once and aggregate
-/// the result with the plain differential operators these methods are made of.
+/// the result with the [`crate::keyed`] operators these methods are made of.
 ///
 /// ```
 /// use std::sync::{Arc, Mutex};
@@ -115,7 +118,7 @@ where
     {
         self.sliding_window(width, start)
             .map(|(k, _)| k)
-            .count()
+            .sum_by_key()
             .map(|(k, n)| (k, n as i64))
     }
 
@@ -134,7 +137,7 @@ where
                 let cents = amount(&v) as isize;
                 Some((k, (1isize, cents)))
             })
-            .count()
+            .sum_by_key()
             // A zero record count with a non-zero sum only comes from retractions of records
             // that were never inserted; such keys have no window and no row.
             .flat_map(|(k, (records, sum))| (records > 0).then_some((k, sum as i64)))
@@ -156,10 +159,9 @@ where
                 let x = of(&v);
                 (k, x)
             })
-            .distinct()
-            .map(|(k, _)| k)
-            .count()
-            .map(|(k, n)| (k, n as i64))
+            .fold_by_key("WindowDistinct", |_k, s: &Distinct<X>| {
+                (s.positive > 0).then_some(s.positive as i64)
+            })
     }
 
     fn window_max<S, X, F>(
@@ -178,11 +180,75 @@ where
                 let x = of(&v);
                 (k, x)
             })
-            .reduce(|_k, values, output| {
-                // Values arrive sorted and consolidated; skip any left negative by bad input.
-                if let Some((greatest, _)) = values.iter().rev().find(|(_, r)| *r > 0) {
-                    output.push(((*greatest).clone(), 1));
-                }
+            .fold_by_key("WindowMax", |_k, s: &Multiset<X>| {
+                // skip any value left negative by bad input
+                s.0.iter()
+                    .rev()
+                    .find(|(_, n)| **n > 0)
+                    .map(|(x, _)| x.clone())
             })
+    }
+}
+
+/// The values of a key with their counts; `positive` counts those above zero (the distinct
+/// count).
+struct Distinct<X> {
+    counts: HashMap<X, isize>,
+    positive: usize,
+}
+
+impl<X> Default for Distinct<X> {
+    fn default() -> Self {
+        Distinct {
+            counts: HashMap::new(),
+            positive: 0,
+        }
+    }
+}
+
+impl<X: ExchangeData + Hash> Fold<X> for Distinct<X> {
+    fn add(&mut self, x: &X, diff: isize) {
+        if !self.counts.contains_key(x) {
+            self.counts.insert(x.clone(), 0);
+        }
+        let Some(n) = self.counts.get_mut(x) else {
+            return;
+        };
+        let before = *n > 0;
+        *n += diff;
+        let after = *n > 0;
+        if *n == 0 {
+            self.counts.remove(x);
+        }
+        match (before, after) {
+            (false, true) => self.positive += 1,
+            (true, false) => self.positive -= 1,
+            _ => {}
+        }
+    }
+    fn is_empty(&self) -> bool {
+        self.counts.is_empty()
+    }
+}
+
+/// The values of a key with their counts, in order (for the maximum).
+struct Multiset<X>(BTreeMap<X, isize>);
+
+impl<X> Default for Multiset<X> {
+    fn default() -> Self {
+        Multiset(BTreeMap::new())
+    }
+}
+
+impl<X: ExchangeData> Fold<X> for Multiset<X> {
+    fn add(&mut self, x: &X, diff: isize) {
+        let n = self.0.entry(x.clone()).or_insert(0);
+        *n += diff;
+        if *n == 0 {
+            self.0.remove(x);
+        }
+    }
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 }

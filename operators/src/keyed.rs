@@ -1,0 +1,522 @@
+//! Per-key aggregates kept in a hash map, for a totally ordered time: changes in, changes to one
+//! row per key out.
+//!
+//! * [`Keyed::fold_by_key`]: changes to `(K, V)` in, changes to `(K, O)` out, where `O` is
+//!   computed from a per-key state `S` that folds the key's values ([`Fold`]). It covers a
+//!   reduce whose state can be updated by one value at a time: max over a multiset, distinct
+//!   counts, sums, and an n-way join of tagged values by key.
+//! * [`SumByKey::sum_by_key`]: changes to `K` with any abelian difference `R` in, changes to
+//!   `(K, R)` out: the same output as differential's `count()` (one row per key whose sum is
+//!   not zero).
+//! * [`LeftJoin::left_join`]: changes to `(K, V1)` and `(K, V2)` in, changes to
+//!   `(V1, Option<V2>)` out: a left outer join for small right sides (dimension tables).
+//!
+//! # Why not `reduce` / `count`
+//!
+//! A differential `reduce` keeps the input and the output as arrangements and, for every key
+//! that changes at a time, replays that key's history from both traces (cursor seeks through
+//! every batch of the spine, then the merges that compact them). With one-second ticks nearly
+//! every key changes at its own times, so a replay spends most of its time there. These
+//! operators instead keep, per key, only the current state (no history: time is totally
+//! ordered and an update is only applied once its time is complete), so one update costs one
+//! hash-map lookup and one state update, and a key changed at a time emits at most one
+//! retraction and one insertion. The state is not an arrangement: it cannot be shared or read
+//! from outside, and nothing else needs it.
+//!
+//! # Times
+//!
+//! Time is `u64`. Updates are exchanged by a hash of the key (so a key's state lives on one
+//! worker, in any number of workers or processes), buffered by their own time (several batches
+//! of one time, times arriving out of order), and a time is applied, in ascending order, only
+//! once the input frontier has passed it; its output is sent at a capability for exactly that
+//! time. The operator holds one capability, for its earliest buffered time. So at every time
+//! `t` the output, accumulated, is exactly the function of the input accumulated to `t`.
+//!
+//! # Cost
+//!
+//! Per time with `B` updates over `k` keys: `O(B log B)` to group them by key, `B` state
+//! updates, `2 k` output rows at most. Memory: one state per key with a non-empty state, plus
+//! the updates waiting for their time to complete.
+//!
+//! # Example
+//!
+//! ```
+//! use std::sync::{Arc, Mutex};
+//! use differential_dataflow::input::Input;
+//! use shopdiff_operators::keyed::{Fold, Keyed, SumByKey};
+//!
+//! /// The largest value of a key, kept as a multiset so that it survives retractions.
+//! #[derive(Default)]
+//! struct Max(std::collections::BTreeMap<u64, isize>);
+//! impl Fold<u64> for Max {
+//!     fn add(&mut self, v: &u64, diff: isize) {
+//!         let n = self.0.entry(*v).or_insert(0);
+//!         *n += diff;
+//!         if *n == 0 {
+//!             self.0.remove(v);
+//!         }
+//!     }
+//!     fn is_empty(&self) -> bool {
+//!         self.0.is_empty()
+//!     }
+//! }
+//!
+//! let seen = Arc::new(Mutex::new(Vec::new()));
+//! let sink = Arc::clone(&seen);
+//! timely::execute(timely::Config::thread(), move |worker| {
+//!     let sink = Arc::clone(&sink);
+//!     let mut input = worker.dataflow::<u64, _, _>(|scope| {
+//!         let (input, values) = scope.new_collection::<(char, u64), isize>();
+//!         values
+//!             .clone()
+//!             .fold_by_key("Max", |_k, s: &Max| s.0.keys().next_back().copied())
+//!             .inspect(move |update| sink.lock().unwrap().push(*update));
+//!         // the number of values per key, as `count()` would give it
+//!         values.map(|(k, _)| k).sum_by_key();
+//!         input
+//!     });
+//!     input.insert(('a', 5));
+//!     input.insert(('a', 3));
+//!     input.advance_to(1);
+//!     input.remove(('a', 5));
+//!     input.close();
+//! })
+//! .unwrap();
+//! let mut seen = seen.lock().unwrap().clone();
+//! seen.sort_by_key(|&(_, t, d)| (t, d));
+//! assert_eq!(seen, vec![(('a', 5), 0, 1), (('a', 5), 1, -1), (('a', 3), 1, 1)]);
+//! ```
+
+use std::collections::BTreeMap;
+
+use differential_dataflow::difference::Abelian;
+use differential_dataflow::hashable::Hashable;
+use differential_dataflow::{AsCollection, ExchangeData, VecCollection};
+use hashbrown::HashMap;
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::{Capability, InputCapability};
+use timely::progress::frontier::MutableAntichain;
+
+/// A per-key state that folds the key's values one at a time.
+///
+/// It must depend only on the multiset of values added so far (adding `v` with `diff` and
+/// then with `-diff` gives back the same state), so the order of the updates of one time does
+/// not matter.
+pub trait Fold<V>: Default + 'static {
+    /// Adds `diff` copies of `v` (a negative `diff` removes them).
+    fn add(&mut self, v: &V, diff: isize);
+    /// Whether this is the state of no values at all (it is then dropped).
+    fn is_empty(&self) -> bool;
+}
+
+/// [`Keyed::fold_by_key`] on collections of `(K, V)`.
+pub trait Keyed<'scope, K, V> {
+    /// Folds each key's values into a state `S`; the key's row is `out(key, state)` (none
+    /// when `None`). Emits, at each time, a retraction of the old row and the new row of
+    /// every key whose row changed.
+    fn fold_by_key<S, O, F>(self, name: &str, out: F) -> VecCollection<'scope, u64, (K, O), isize>
+    where
+        S: Fold<V>,
+        O: ExchangeData,
+        F: Fn(&K, &S) -> Option<O> + 'static;
+}
+
+impl<'scope, K, V> Keyed<'scope, K, V> for VecCollection<'scope, u64, (K, V), isize>
+where
+    K: ExchangeData + std::hash::Hash,
+    V: ExchangeData,
+{
+    fn fold_by_key<S, O, F>(self, name: &str, out: F) -> VecCollection<'scope, u64, (K, O), isize>
+    where
+        S: Fold<V>,
+        O: ExchangeData,
+        F: Fn(&K, &S) -> Option<O> + 'static,
+    {
+        let pact = Exchange::new(|u: &((K, V), u64, isize)| (u.0).0.hashed());
+        self.inner
+            .unary_frontier::<CapacityContainerBuilder<Vec<_>>, _, _, _>(
+                pact,
+                name,
+                move |_capability, _info| {
+                    let mut buffer = Buffer::default();
+                    let mut states: HashMap<K, S> = HashMap::new();
+                    let mut rows: Vec<((K, O), isize)> = Vec::new();
+                    move |(input, frontier), output| {
+                        let port = output.output_index();
+                        input.for_each_stamp(|cap, data| {
+                            buffer.stash(&cap, port, data.flat_map(|b| b.drain(..)));
+                        });
+                        while let Some((time, mut updates)) = buffer.next_ready(frontier) {
+                            updates.sort_unstable_by(|a, b| (a.0).0.cmp(&(b.0).0));
+                            let mut updates = updates.into_iter().peekable();
+                            while let Some(((key, v), d)) = updates.next() {
+                                if !states.contains_key(&key) {
+                                    states.insert(key.clone(), S::default());
+                                }
+                                let Some(state) = states.get_mut(&key) else {
+                                    continue;
+                                };
+                                let old = out(&key, state);
+                                state.add(&v, d);
+                                while let Some(((_, v), d)) =
+                                    updates.next_if(|((k, _), _)| *k == key)
+                                {
+                                    state.add(&v, d);
+                                }
+                                let new = out(&key, state);
+                                if state.is_empty() {
+                                    states.remove(&key);
+                                }
+                                if old != new {
+                                    if let Some(o) = old {
+                                        rows.push(((key.clone(), o), -1));
+                                    }
+                                    if let Some(n) = new {
+                                        rows.push(((key, n), 1));
+                                    }
+                                }
+                            }
+                            if !rows.is_empty() {
+                                let cap = buffer.capability(time);
+                                output
+                                    .session(&cap)
+                                    .give_iterator(rows.drain(..).map(|(r, d)| (r, time, d)));
+                            }
+                        }
+                        buffer.downgrade();
+                    }
+                },
+            )
+            .as_collection()
+    }
+}
+
+/// [`SumByKey::sum_by_key`] on collections of `K` with an abelian difference `R`.
+pub trait SumByKey<'scope, K, R> {
+    /// The sum of each key's differences, as a row `(key, sum)` while the sum is not zero:
+    /// differential's `count()`, kept in a hash map.
+    fn sum_by_key(self) -> VecCollection<'scope, u64, (K, R), isize>;
+}
+
+impl<'scope, K, R> SumByKey<'scope, K, R> for VecCollection<'scope, u64, K, R>
+where
+    K: ExchangeData + std::hash::Hash,
+    R: ExchangeData + Abelian,
+{
+    fn sum_by_key(self) -> VecCollection<'scope, u64, (K, R), isize> {
+        let pact = Exchange::new(|u: &(K, u64, R)| u.0.hashed());
+        self.inner
+            .unary_frontier::<CapacityContainerBuilder<Vec<_>>, _, _, _>(
+                pact,
+                "SumByKey",
+                move |_capability, _info| {
+                    let mut buffer = Buffer::default();
+                    let mut sums: HashMap<K, R> = HashMap::new();
+                    let mut rows: Vec<((K, R), isize)> = Vec::new();
+                    move |(input, frontier), output| {
+                        let port = output.output_index();
+                        input.for_each_stamp(|cap, data| {
+                            buffer.stash(&cap, port, data.flat_map(|b| b.drain(..)));
+                        });
+                        while let Some((time, mut updates)) = buffer.next_ready(frontier) {
+                            differential_dataflow::consolidation::consolidate(&mut updates);
+                            for (key, d) in updates {
+                                match sums.entry(key) {
+                                    hashbrown::hash_map::Entry::Occupied(mut e) => {
+                                        rows.push(((e.key().clone(), e.get().clone()), -1));
+                                        e.get_mut().plus_equals(&d);
+                                        if e.get().is_zero() {
+                                            e.remove();
+                                        } else {
+                                            rows.push(((e.key().clone(), e.get().clone()), 1));
+                                        }
+                                    }
+                                    hashbrown::hash_map::Entry::Vacant(e) => {
+                                        rows.push(((e.key().clone(), d.clone()), 1));
+                                        e.insert(d);
+                                    }
+                                }
+                            }
+                            if !rows.is_empty() {
+                                let cap = buffer.capability(time);
+                                output
+                                    .session(&cap)
+                                    .give_iterator(rows.drain(..).map(|(r, d)| (r, time, d)));
+                            }
+                        }
+                        buffer.downgrade();
+                    }
+                },
+            )
+            .as_collection()
+    }
+}
+
+/// [`LeftJoin::left_join`] on collections of `(K, V1)`.
+pub trait LeftJoin<'scope, K, V1> {
+    /// Each left record `(k, v1)` with every right record `(k, v2)` of its key, as
+    /// `(v1, Some(v2))` (multiplicities multiply, as in a join), or as `(v1, None)` while the
+    /// key has no right record: a left outer join keeping only the values. Per key, the left
+    /// records are kept in a hash map and the right ones in a small list: a left change costs
+    /// one lookup and emits one row per right record; a right change re-emits the key's left
+    /// records (`O(left records of the key)`), meant for small dimension tables.
+    fn left_join<V2>(
+        self,
+        right: VecCollection<'scope, u64, (K, V2), isize>,
+    ) -> VecCollection<'scope, u64, (V1, Option<V2>), isize>
+    where
+        V2: ExchangeData;
+}
+
+/// One side's update in [`LeftJoin::left_join`].
+enum Side<V1, V2> {
+    Left(V1),
+    Right(V2),
+}
+
+/// A key's records in [`LeftJoin::left_join`].
+struct JoinState<V1, V2> {
+    left: HashMap<V1, isize>,
+    right: Vec<(V2, isize)>,
+}
+
+impl<V1, V2> Default for JoinState<V1, V2> {
+    fn default() -> Self {
+        JoinState {
+            left: HashMap::new(),
+            right: Vec::new(),
+        }
+    }
+}
+
+impl<V1: ExchangeData + std::hash::Hash, V2: ExchangeData> JoinState<V1, V2> {
+    /// The rows of `v1` with multiplicity `d` against the current right records.
+    fn rows(&self, v1: &V1, d: isize, out: &mut Vec<((V1, Option<V2>), isize)>) {
+        if self.right.is_empty() {
+            out.push(((v1.clone(), None), d));
+        }
+        for (v2, n) in &self.right {
+            out.push(((v1.clone(), Some(v2.clone())), d * n));
+        }
+    }
+
+    /// Every row of the key, with multiplicities times `sign`.
+    fn all_rows(&self, sign: isize, out: &mut Vec<((V1, Option<V2>), isize)>) {
+        for (v1, d) in &self.left {
+            self.rows(v1, sign * d, out);
+        }
+    }
+
+    fn add_left(&mut self, v1: V1, d: isize) {
+        match self.left.entry(v1) {
+            hashbrown::hash_map::Entry::Occupied(mut e) => {
+                *e.get_mut() += d;
+                if *e.get() == 0 {
+                    e.remove();
+                }
+            }
+            hashbrown::hash_map::Entry::Vacant(e) => {
+                e.insert(d);
+            }
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.left.is_empty() && self.right.is_empty()
+    }
+
+    fn add_right(&mut self, v2: V2, d: isize) {
+        match self.right.iter().position(|(x, _)| *x == v2) {
+            Some(i) => {
+                self.right[i].1 += d;
+                if self.right[i].1 == 0 {
+                    self.right.swap_remove(i);
+                }
+            }
+            None => self.right.push((v2, d)),
+        }
+    }
+
+    /// Applies one key's updates of one time, emitting the changes of its rows.
+    fn apply(
+        &mut self,
+        updates: Vec<(Side<V1, V2>, isize)>,
+        out: &mut Vec<((V1, Option<V2>), isize)>,
+    ) {
+        if updates.iter().all(|(s, _)| matches!(s, Side::Left(_))) {
+            for (s, d) in updates {
+                if let Side::Left(v1) = s {
+                    self.rows(&v1, d, out);
+                    self.add_left(v1, d);
+                }
+            }
+            return;
+        }
+        // the right side changes: re-emit the key's rows
+        self.all_rows(-1, out);
+        for (s, d) in updates {
+            match s {
+                Side::Left(v1) => self.add_left(v1, d),
+                Side::Right(v2) => self.add_right(v2, d),
+            }
+        }
+        self.all_rows(1, out);
+    }
+}
+
+impl<'scope, K, V1> LeftJoin<'scope, K, V1> for VecCollection<'scope, u64, (K, V1), isize>
+where
+    K: ExchangeData + std::hash::Hash,
+    V1: ExchangeData + std::hash::Hash,
+{
+    fn left_join<V2>(
+        self,
+        right: VecCollection<'scope, u64, (K, V2), isize>,
+    ) -> VecCollection<'scope, u64, (V1, Option<V2>), isize>
+    where
+        V2: ExchangeData,
+    {
+        let left_pact = Exchange::new(|u: &((K, V1), u64, isize)| (u.0).0.hashed());
+        let right_pact = Exchange::new(|u: &((K, V2), u64, isize)| (u.0).0.hashed());
+        self.inner
+            .binary_frontier::<_, CapacityContainerBuilder<Vec<_>>, _, _, _, _>(
+                right.inner,
+                left_pact,
+                right_pact,
+                "LeftJoin",
+                move |_capability, _info| {
+                    let mut buffer: Buffer<(K, Side<V1, V2>), isize> = Buffer::default();
+                    let mut states: HashMap<K, JoinState<V1, V2>> = HashMap::new();
+                    let mut rows: Vec<((V1, Option<V2>), isize)> = Vec::new();
+                    move |(left, left_frontier), (right, right_frontier), output| {
+                        let port = output.output_index();
+                        left.for_each_stamp(|cap, data| {
+                            let updates = data.flat_map(|b| b.drain(..));
+                            let updates = updates.map(|((k, v), t, d)| ((k, Side::Left(v)), t, d));
+                            buffer.stash(&cap, port, updates);
+                        });
+                        right.for_each_stamp(|cap, data| {
+                            let updates = data.flat_map(|b| b.drain(..));
+                            let updates = updates.map(|((k, v), t, d)| ((k, Side::Right(v)), t, d));
+                            buffer.stash(&cap, port, updates);
+                        });
+                        let frontiers = [left_frontier, right_frontier];
+                        while let Some((time, mut updates)) = buffer.next_ready_all(&frontiers) {
+                            updates.sort_unstable_by(|a, b| (a.0).0.cmp(&(b.0).0));
+                            let mut updates = updates.into_iter().peekable();
+                            while let Some(((key, side), d)) = updates.next() {
+                                let mut group = vec![(side, d)];
+                                while let Some(((_, side), d)) =
+                                    updates.next_if(|((k, _), _)| *k == key)
+                                {
+                                    group.push((side, d));
+                                }
+                                match states.entry(key) {
+                                    hashbrown::hash_map::Entry::Occupied(mut e) => {
+                                        e.get_mut().apply(group, &mut rows);
+                                        if e.get().is_empty() {
+                                            e.remove();
+                                        }
+                                    }
+                                    hashbrown::hash_map::Entry::Vacant(e) => {
+                                        let mut state = JoinState::default();
+                                        state.apply(group, &mut rows);
+                                        if !state.is_empty() {
+                                            e.insert(state);
+                                        }
+                                    }
+                                }
+                            }
+                            rows.retain(|(_, d)| *d != 0);
+                            if !rows.is_empty() {
+                                let cap = buffer.capability(time);
+                                output
+                                    .session(&cap)
+                                    .give_iterator(rows.drain(..).map(|(r, d)| (r, time, d)));
+                            }
+                        }
+                        buffer.downgrade();
+                    }
+                },
+            )
+            .as_collection()
+    }
+}
+
+/// Updates `(data, diff)` waiting for their time to complete, and one capability at or below
+/// all of them.
+struct Buffer<X, R> {
+    pending: BTreeMap<u64, Vec<(X, R)>>,
+    held: Option<Capability<u64>>,
+}
+
+impl<X, R> Default for Buffer<X, R> {
+    fn default() -> Self {
+        Buffer {
+            pending: BTreeMap::new(),
+            held: None,
+        }
+    }
+}
+
+impl<X, R> Buffer<X, R> {
+    /// Buffers a message's updates by time and keeps a capability for its least time.
+    fn stash(
+        &mut self,
+        cap: &InputCapability<u64>,
+        port: usize,
+        updates: impl Iterator<Item = (X, u64, R)>,
+    ) {
+        if let Some(cap) = cap.retain_least(port) {
+            if self
+                .held
+                .as_ref()
+                .is_none_or(|held| cap.time() < held.time())
+            {
+                self.held = Some(cap);
+            }
+        }
+        for (x, time, diff) in updates {
+            self.pending.entry(time).or_default().push((x, diff));
+        }
+    }
+
+    /// The earliest buffered time the frontier has passed, with its updates.
+    fn next_ready(&mut self, frontier: &MutableAntichain<u64>) -> Option<(u64, Vec<(X, R)>)> {
+        self.next_ready_all(&[frontier])
+    }
+
+    /// The earliest buffered time every input frontier has passed, with its updates.
+    fn next_ready_all(
+        &mut self,
+        frontiers: &[&MutableAntichain<u64>],
+    ) -> Option<(u64, Vec<(X, R)>)> {
+        let entry = self.pending.first_entry()?;
+        if frontiers.iter().any(|f| f.less_equal(entry.key())) {
+            return None;
+        }
+        Some(entry.remove_entry())
+    }
+
+    /// A capability for a time that was buffered.
+    fn capability(&self, time: u64) -> Capability<u64> {
+        match self.held.as_ref().filter(|held| *held.time() <= time) {
+            Some(held) => held.delayed(&time),
+            None => panic!("keyed aggregate: updates at time {time} without a capability"),
+        }
+    }
+
+    /// Keeps the capability at the earliest buffered time, or drops it when nothing waits.
+    fn downgrade(&mut self) {
+        match self.pending.keys().next() {
+            Some(&next) => {
+                if let Some(held) = self.held.as_mut().filter(|held| *held.time() < next) {
+                    held.downgrade(&next);
+                }
+            }
+            None => self.held = None,
+        }
+    }
+}
