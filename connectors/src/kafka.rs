@@ -63,12 +63,14 @@ mod generate;
 mod producer;
 mod source;
 
-pub use admin::{create_topics, fetch_partitions, read_topic, ReceivedMessage};
+pub use admin::{create_topics, create_topics_with, read_topic, ReceivedMessage};
 pub use generate::{produce_generated, ProduceError, ProduceStats};
 pub use producer::{
     alert_messages, record_key, AlertMessage, AlertProducer, DeadLetters, RecordProducer,
 };
-pub use source::{EndAt, KafkaSource, KafkaSourceConfig, KafkaStats, StartFrom};
+pub use source::{
+    assigned_partitions, EndAt, KafkaSource, KafkaSourceConfig, KafkaStats, StartFrom,
+};
 
 use std::future::Future;
 use std::sync::Arc;
@@ -93,6 +95,16 @@ pub enum KafkaError {
     },
     #[error("topic {topic} does not exist on {brokers} (hint: scripts/kafka.sh start creates the topics; or `tansu topic create {topic} --partitions 4`)")]
     MissingTopic { topic: String, brokers: String },
+    #[error("authentication with the Kafka brokers at {brokers} failed: {detail} (hint: check the security.protocol, sasl.* and ssl.* client options, --kafka-option KEY=VALUE)")]
+    Authentication { brokers: String, detail: String },
+    #[error("not authorized on the Kafka brokers at {brokers}: {detail} (topic {topic}; hint: the principal needs read/write ACLs on the topic and the consumer group)")]
+    NotAuthorized {
+        topic: String,
+        brokers: String,
+        detail: String,
+    },
+    #[error("Kafka settings: {0}")]
+    Config(String),
     #[error("{what} (topic {topic}): {source}")]
     Client {
         what: &'static str,
@@ -187,8 +199,9 @@ impl Retry {
     }
 }
 
-/// The settings every client shares.
-pub(crate) fn client_config(brokers: &str) -> rdkafka::ClientConfig {
+/// The settings every client shares, then `options` (librdkafka properties such as
+/// `security.protocol`, `sasl.mechanism`, `sasl.username`, `sasl.password`), which win.
+pub(crate) fn client_config(brokers: &str, options: &[(String, String)]) -> rdkafka::ClientConfig {
     let mut c = rdkafka::ClientConfig::new();
     c.set("bootstrap.servers", brokers)
         .set("socket.timeout.ms", "10000")
@@ -196,8 +209,102 @@ pub(crate) fn client_config(brokers: &str) -> rdkafka::ClientConfig {
         .set("reconnect.backoff.max.ms", "2000")
         // logs of a broker that is down are reported by us, with context
         .set("log_level", "3");
+    for (k, v) in options {
+        c.set(k, v);
+    }
     c
 }
+
+/// Parses a client option `KEY=VALUE` (a librdkafka property).
+pub fn parse_option(s: &str) -> Result<(String, String), KafkaError> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+        _ => Err(KafkaError::Config(format!(
+            "client option {s:?}: expected KEY=VALUE, a librdkafka property such as security.protocol=SASL_SSL"
+        ))),
+    }
+}
+
+/// Whether a client error means the brokers refused our credentials (or the TLS handshake).
+pub(crate) fn is_auth_error(code: Option<rdkafka::types::RDKafkaErrorCode>) -> bool {
+    use rdkafka::types::RDKafkaErrorCode as C;
+    matches!(
+        code,
+        Some(C::Authentication | C::SaslAuthenticationFailed | C::SSL)
+    )
+}
+
+/// Whether a client error means the principal lacks an ACL.
+pub(crate) fn is_authorization_error(code: Option<rdkafka::types::RDKafkaErrorCode>) -> bool {
+    use rdkafka::types::RDKafkaErrorCode as C;
+    matches!(
+        code,
+        Some(
+            C::TopicAuthorizationFailed
+                | C::GroupAuthorizationFailed
+                | C::ClusterAuthorizationFailed
+        )
+    )
+}
+
+/// A client context that keeps the first authentication failure librdkafka reports on any of
+/// the client's connections (a metadata request alone only times out when the handshake
+/// fails, so the retry loop asks it why). Partition ends are expected (they drive idleness);
+/// other client-level errors are warnings, reported by the callers with the topic when they
+/// matter.
+#[derive(Default)]
+pub(crate) struct Watch {
+    auth: std::sync::Mutex<Option<String>>,
+}
+
+impl Watch {
+    pub(crate) fn note(&self, error: &rdkafka::error::KafkaError, reason: &str) {
+        if is_auth_error(error.rdkafka_error_code()) {
+            let mut a = self.auth.lock().unwrap_or_else(|e| e.into_inner());
+            if a.is_none() {
+                *a = Some(if reason.is_empty() {
+                    error.to_string()
+                } else {
+                    reason.to_string()
+                });
+            }
+        }
+    }
+
+    /// The first authentication failure seen, if any.
+    pub(crate) fn auth_failure(&self) -> Option<String> {
+        self.auth.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The error for a failed attempt: an authentication failure (no retry can fix it) if one
+    /// was seen, else the attempt's own error (retried).
+    pub(crate) fn classify<T>(
+        &self,
+        brokers: &str,
+        attempt_error: String,
+    ) -> Result<Result<T, KafkaError>, String> {
+        match self.auth_failure() {
+            Some(detail) => Ok(Err(KafkaError::Authentication {
+                brokers: brokers.to_string(),
+                detail,
+            })),
+            None => Err(attempt_error),
+        }
+    }
+}
+
+impl rdkafka::ClientContext for Watch {
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        self.note(&error, reason);
+        if !matches!(error, rdkafka::error::KafkaError::PartitionEOF(_))
+            && !reason.contains("reached end of partition")
+        {
+            tracing::warn!("librdkafka: {error}: {reason}");
+        }
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for Watch {}
 
 struct ThreadWaker(std::thread::Thread);
 
