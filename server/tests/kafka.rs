@@ -139,7 +139,6 @@ fn run(source: KafkaSourceConfig) -> KafkaRunResult {
     run_kafka(KafkaRunOptions {
         source,
         engine: engine(2),
-        alerts_topic: None,
         stop: None,
     })
     .expect("kafka run")
