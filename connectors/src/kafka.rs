@@ -63,7 +63,7 @@ mod generate;
 mod producer;
 mod source;
 
-pub use admin::{create_topics, create_topics_with, read_topic, ReceivedMessage};
+pub use admin::{create_topics, create_topics_with, delete_topics, read_topic, ReceivedMessage};
 pub use generate::{produce_generated, ProduceError, ProduceStats};
 pub use producer::{
     alert_messages, record_key, AlertMessage, AlertProducer, DeadLetters, RecordProducer,
@@ -133,6 +133,8 @@ pub enum KafkaError {
     Undelivered { count: u64, first: String },
     #[error("creating topic {topic}: {reason}")]
     CreateTopic { topic: String, reason: String },
+    #[error("deleting topic {topic}: {reason}")]
+    DeleteTopic { topic: String, reason: String },
     #[error("{0}")]
     Tables(#[from] crate::files::FileError),
 }

@@ -6,8 +6,8 @@
 
 use shopdiff_connectors::generator::{write_recorded_stream, GenConfig, WriteOptions};
 use shopdiff_connectors::kafka::{
-    alert_messages, create_topics, produce_generated, read_topic, EndAt, KafkaError, KafkaSource,
-    KafkaSourceConfig, RecordProducer, Retry, StartFrom,
+    alert_messages, create_topics, delete_topics, produce_generated, read_topic, EndAt, KafkaError,
+    KafkaSource, KafkaSourceConfig, RecordProducer, Retry, StartFrom,
 };
 use shopdiff_dataflows::config::ViewsConfig;
 use shopdiff_schemas::rows::Value;
@@ -47,16 +47,31 @@ fn unique(name: &str) -> String {
     )
 }
 
-/// Fresh topics for one test.
+/// Fresh topics for one test, deleted when dropped (tansu's SQLite keeps every topic, and a
+/// broker with hundreds of test topics gets slow).
 struct Topics {
+    brokers: String,
     tx: String,
     bh: String,
     dead: String,
 }
 
+impl Drop for Topics {
+    fn drop(&mut self) {
+        if let Err(e) = delete_topics(
+            &self.brokers,
+            &[&self.tx, &self.bh, &self.dead],
+            &Retry::default(),
+        ) {
+            eprintln!("warning: deleting the test topics: {e}");
+        }
+    }
+}
+
 impl Topics {
     fn create(brokers: &str, name: &str) -> Topics {
         let t = Topics {
+            brokers: brokers.to_string(),
             tx: unique(&format!("{name}-tx")),
             bh: unique(&format!("{name}-bh")),
             dead: unique(&format!("{name}-dead")),
@@ -518,6 +533,12 @@ fn broker_restarted_mid_stream() {
 struct RunTopics {
     t: Topics,
     alerts: String,
+}
+
+impl Drop for RunTopics {
+    fn drop(&mut self) {
+        let _ = delete_topics(&self.t.brokers, &[&self.alerts], &Retry::default());
+    }
 }
 
 impl RunTopics {

@@ -93,6 +93,37 @@ pub fn create_topics_with(
     Ok(())
 }
 
+/// Deletes topics and their records (a topic that does not exist is fine). For tests and
+/// tools: a broker whose storage keeps every topic (tansu's SQLite) stays small and fast.
+pub fn delete_topics(brokers: &str, topics: &[&str], retry: &Retry) -> Result<(), KafkaError> {
+    let admin: AdminClient<Watch> = client_config(brokers, &[])
+        .create_with_context(Watch::default())
+        .map_err(|source| KafkaError::Client {
+            what: "creating an admin client",
+            topic: topics.join(","),
+            source: Box::new(source),
+        })?;
+    let opts = AdminOptions::new().operation_timeout(Some(retry.attempt_timeout));
+    let results =
+        block_on(admin.delete_topics(topics, &opts)).map_err(|source| KafkaError::Client {
+            what: "deleting topics",
+            topic: topics.join(","),
+            source: Box::new(source),
+        })?;
+    for r in results {
+        match r {
+            Ok(_) | Err((_, RDKafkaErrorCode::UnknownTopicOrPartition)) => {}
+            Err((topic, code)) => {
+                return Err(KafkaError::DeleteTopic {
+                    topic,
+                    reason: code.to_string(),
+                })
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The partitions of `topic`: `Ok(Err(MissingTopic | NotAuthorized))` when the brokers answer
 /// that the topic does not exist or may not be described, `Err` when they did not answer.
 fn fetch_partitions_once(

@@ -239,6 +239,15 @@ impl KafkaSource {
                 consumer,
             });
         }
+        // before any partition is assigned: a broker busy serving the first fetches of a
+        // backlog (tansu) can be slow to answer a new client's metadata request
+        let dead = match &cfg.dead_letters_topic {
+            Some(topic) => Some(DeadLetters::new(
+                RecordProducer::connect_with(&cfg.brokers, &cfg.options, &cfg.retry)?,
+                topic,
+            )),
+            None => None,
+        };
         let now = Instant::now();
         let mut parts = Vec::new();
         let mut index = HashMap::new();
@@ -308,13 +317,6 @@ impl KafkaSource {
                 }
                 Some(t)
             }
-            None => None,
-        };
-        let dead = match &cfg.dead_letters_topic {
-            Some(topic) => Some(DeadLetters::new(
-                RecordProducer::connect_with(&cfg.brokers, &cfg.options, &cfg.retry)?,
-                topic,
-            )),
             None => None,
         };
         Ok(KafkaSource {
