@@ -8,10 +8,35 @@
 //!   records keep their order in one partition); [`DeadLetters`] writes rejected records to
 //!   `dead_letters` with headers `reason`, `field`, `source` and `position`
 //!   (`topic/partition/offset`); [`AlertProducer`] turns the `fraud_alerts` view's changes into
-//!   `raise` / `clear` events keyed by `rule|key`.
+//!   `raise` / `clear` events keyed by `rule|key` (the server's `alerts_task` feeds it every
+//!   change of the view from the stores' change feed, in `shopdiff run --kafka` and `shopdiff
+//!   consume --alerts`).
 //! * [`create_topics`] creates topics with the admin API (idempotent); every connection to the
 //!   brokers is retried with exponential backoff ([`Retry`]) and fails with a message that names
 //!   the brokers.
+//!
+//! # Settings and errors
+//!
+//! [`KafkaSourceConfig::options`] (`--kafka-option KEY=VALUE`, parsed by [`parse_option`]) are
+//! librdkafka properties given to every client of the source, its dead-letter producer and the
+//! alert producer: credentials such as `security.protocol`, `sasl.mechanism`, `sasl.username`,
+//! `sasl.password` (this build of librdkafka has SASL/PLAIN, not TLS or SCRAM: those need the
+//! rdkafka crate's `ssl` feature). Each kind of failure has its own [`KafkaError`]:
+//!
+//! * [`KafkaError::Unreachable`]: no broker answered within the retries (names the brokers).
+//! * [`KafkaError::MissingTopic`]: an event topic, or the dead-letter or alert topic (checked
+//!   at [`KafkaSource::open`], not at the first send, which would only time out), does not
+//!   exist; the message says how to create it.
+//! * [`KafkaError::Authentication`]: the brokers refused the credentials (a failed SASL or TLS
+//!   handshake). librdkafka only reports it through its error callback while the metadata
+//!   request times out, so each client's context (`Watch`) keeps the first such error and the
+//!   retry loop stops at once with it instead of retrying an "unreachable" broker. Refused
+//!   credentials while running stop the source with the same error.
+//! * [`KafkaError::NotAuthorized`]: a missing ACL (topic, group or cluster authorization).
+//! * An undecodable message (not UTF-8, not JSON, a missing or bad field) is not an error of
+//!   the source: it is a rejected record, counted in `data_quality` and dead-lettered.
+//!
+//! None of them loses a committed record: offsets are only committed as described below.
 //!
 //! # Watermarks and idle partitions
 //!
@@ -45,13 +70,27 @@
 //! * [`StartFrom::Committed`] resumes at the committed offsets without rebuilding; it is meant
 //!   for a process whose view state is restored from elsewhere (a checkpoint or a sink), since
 //!   otherwise the views only reflect records after those offsets.
+//! * Before a commit, the dead letters queued so far are flushed: a record's offset is committed
+//!   only once its dead letter is acknowledged (a failed flush commits nothing; the next
+//!   completion tries again, and a restart dead-letters the uncommitted records again). A
+//!   message the broker did not acknowledge is kept by the producer and sent again by the next
+//!   flush.
 //! * Dead letters and fraud alerts are produced at least once (records between the last commit
-//!   and a crash are dead-lettered again after a restart).
+//!   and a crash are dead-lettered again after a restart; a restarted run produces the alerts
+//!   of the rebuilt history again).
 //!
 //! # Ordering and partitions
 //!
-//! One consumer per topic per process, with every partition assigned to it (no group
-//! rebalancing); `Engine::feed` then spreads the records round-robin over the workers and
+//! One consumer per topic per process, with every partition assigned to it, or this process's
+//! share of them (no group rebalancing). [`KafkaSourceConfig::member`] `= Some((index, count))`
+//! makes the process member `index` of `count`: it consumes partition `p` of each topic iff
+//! `p % count == index` ([`assigned_partitions`]; default `None`: every partition). The members
+//! of a cluster thus read each partition exactly once, and their shares differ by at most one
+//! partition. Only the assigned partitions are watermark inputs, so each member's frontier
+//! covers its own share; the cluster's `as_of` is the smallest over the members. A member with
+//! no partition (more members than partitions) holds nothing back. A member reads
+//! `tables_dir` like any source: give it to one member only, or the tables count once per
+//! member. `Engine::feed` then spreads the records round-robin over the workers and
 //! differential exchanges them by key. Order is kept within a partition only; records of
 //! different partitions interleave as they are fetched, so which records are `late` (and which
 //! delivery of an identity that spans partitions is the first) can differ from a replay of the
