@@ -108,7 +108,7 @@ pub use producer::{
     alert_messages, record_key, AlertMessage, AlertProducer, DeadLetters, RecordProducer,
 };
 pub use source::{
-    assigned_partitions, EndAt, KafkaSource, KafkaSourceConfig, KafkaStats, StartFrom,
+    assigned_partitions, check_topics, EndAt, KafkaSource, KafkaSourceConfig, KafkaStats, StartFrom,
 };
 
 use std::future::Future;

@@ -679,7 +679,13 @@ fn generate_cmd(a: &GenerateArgs) -> anyhow::Result<()> {
 }
 
 fn run_cmd(a: &RunArgs) -> anyhow::Result<()> {
-    crate::live::run(run_config(a)?)
+    let cfg = run_config(a)?;
+    if let crate::live::EventSource::Kafka(k) = &cfg.source {
+        // a broker that refuses us or a missing topic is an error before serving, not a
+        // source thread that stops while the server keeps serving nothing
+        shopdiff_connectors::kafka::check_topics(k)?;
+    }
+    crate::live::run(cfg)
 }
 
 #[derive(Args, Debug)]

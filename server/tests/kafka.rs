@@ -6,8 +6,8 @@
 
 use shopdiff_connectors::generator::{write_recorded_stream, GenConfig, WriteOptions};
 use shopdiff_connectors::kafka::{
-    alert_messages, create_topics, delete_topics, produce_generated, read_topic, EndAt, KafkaError,
-    KafkaSource, KafkaSourceConfig, RecordProducer, Retry, StartFrom,
+    alert_messages, check_topics, create_topics, delete_topics, produce_generated, read_topic,
+    EndAt, KafkaError, KafkaSource, KafkaSourceConfig, RecordProducer, Retry, StartFrom,
 };
 use shopdiff_dataflows::config::ViewsConfig;
 use shopdiff_schemas::rows::Value;
@@ -967,16 +967,19 @@ fn missing_topics_and_refused_credentials_are_named() {
         Ok(_) => panic!("opened"),
         Err(e) => e,
     };
-    // an event topic that does not exist
+    // an event topic that does not exist (check_topics: what `shopdiff run --kafka` checks
+    // before it serves)
     let mut c = t.source(&brokers, &unique("g"));
     c.retry = quick;
+    check_topics(&c).expect("the test's topics exist");
     c.behavior_topic = unique("no-such-behavior");
-    let e = open_err(c.clone());
-    assert!(
-        matches!(&e, KafkaError::MissingTopic { topic, .. } if topic.starts_with("t-no-such")),
-        "{e:?}"
-    );
-    assert!(e.to_string().contains("does not exist"), "{e}");
+    for e in [open_err(c.clone()), check_topics(&c).unwrap_err()] {
+        assert!(
+            matches!(&e, KafkaError::MissingTopic { topic, .. } if topic.starts_with("t-no-such")),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains("does not exist"), "{e}");
+    }
     // a topic the source writes to: refused at open, not after the first send's timeout
     for missing in ["dead", "alerts"] {
         let mut c = t.source(&brokers, &unique("g"));

@@ -159,6 +159,29 @@ pub fn assigned_partitions(
     }
 }
 
+/// Checks the source's settings against the brokers without consuming: the membership is
+/// valid, the brokers answer (retried as [`KafkaSource::open`] does) and accept the
+/// credentials, and every topic the source reads or writes exists and may be described. The
+/// same errors as `open`, for a caller that wants them before it starts anything else
+/// (`shopdiff run --kafka` checks before it serves).
+pub fn check_topics(cfg: &KafkaSourceConfig) -> Result<(), KafkaError> {
+    assigned_partitions(&[], cfg.member)?;
+    let consumer: BaseConsumer<Watch> = client_config(&cfg.brokers, &cfg.options)
+        .set("group.id", &cfg.group_id)
+        .set("enable.auto.commit", "false")
+        .create_with_context(Watch::default())
+        .map_err(client_err("creating a consumer", &cfg.transactions_topic))?;
+    let pump = || drain_events(&consumer);
+    for topic in [&cfg.transactions_topic, &cfg.behavior_topic]
+        .into_iter()
+        .chain(cfg.dead_letters_topic.iter())
+        .chain(cfg.alerts_topic.iter())
+    {
+        fetch_partitions(consumer.client(), &cfg.brokers, topic, &cfg.retry, &pump)?;
+    }
+    Ok(())
+}
+
 struct Topic {
     name: String,
     stream: Stream,
