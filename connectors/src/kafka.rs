@@ -8,10 +8,35 @@
 //!   records keep their order in one partition); [`DeadLetters`] writes rejected records to
 //!   `dead_letters` with headers `reason`, `field`, `source` and `position`
 //!   (`topic/partition/offset`); [`AlertProducer`] turns the `fraud_alerts` view's changes into
-//!   `raise` / `clear` events keyed by `rule|key`.
+//!   `raise` / `clear` events keyed by `rule|key` (the server's `alerts_task` feeds it every
+//!   change of the view from the stores' change feed, in `shopdiff run --kafka` and `shopdiff
+//!   consume --alerts`).
 //! * [`create_topics`] creates topics with the admin API (idempotent); every connection to the
 //!   brokers is retried with exponential backoff ([`Retry`]) and fails with a message that names
 //!   the brokers.
+//!
+//! # Settings and errors
+//!
+//! [`KafkaSourceConfig::options`] (`--kafka-option KEY=VALUE`, parsed by [`parse_option`]) are
+//! librdkafka properties given to every client of the source, its dead-letter producer and the
+//! alert producer: credentials such as `security.protocol`, `sasl.mechanism`, `sasl.username`,
+//! `sasl.password` (this build of librdkafka has SASL/PLAIN, not TLS or SCRAM: those need the
+//! rdkafka crate's `ssl` feature). Each kind of failure has its own [`KafkaError`]:
+//!
+//! * [`KafkaError::Unreachable`]: no broker answered within the retries (names the brokers).
+//! * [`KafkaError::MissingTopic`]: an event topic, or the dead-letter or alert topic (checked
+//!   at [`KafkaSource::open`], not at the first send, which would only time out), does not
+//!   exist; the message says how to create it.
+//! * [`KafkaError::Authentication`]: the brokers refused the credentials (a failed SASL or TLS
+//!   handshake). librdkafka only reports it through its error callback while the metadata
+//!   request times out, so each client's context (`Watch`) keeps the first such error and the
+//!   retry loop stops at once with it instead of retrying an "unreachable" broker. Refused
+//!   credentials while running stop the source with the same error.
+//! * [`KafkaError::NotAuthorized`]: a missing ACL (topic, group or cluster authorization).
+//! * An undecodable message (not UTF-8, not JSON, a missing or bad field) is not an error of
+//!   the source: it is a rejected record, counted in `data_quality` and dead-lettered.
+//!
+//! None of them loses a committed record: offsets are only committed as described below.
 //!
 //! # Watermarks and idle partitions
 //!
@@ -45,13 +70,27 @@
 //! * [`StartFrom::Committed`] resumes at the committed offsets without rebuilding; it is meant
 //!   for a process whose view state is restored from elsewhere (a checkpoint or a sink), since
 //!   otherwise the views only reflect records after those offsets.
+//! * Before a commit, the dead letters queued so far are flushed: a record's offset is committed
+//!   only once its dead letter is acknowledged (a failed flush commits nothing; the next
+//!   completion tries again, and a restart dead-letters the uncommitted records again). A
+//!   message the broker did not acknowledge is kept by the producer and sent again by the next
+//!   flush.
 //! * Dead letters and fraud alerts are produced at least once (records between the last commit
-//!   and a crash are dead-lettered again after a restart).
+//!   and a crash are dead-lettered again after a restart; a restarted run produces the alerts
+//!   of the rebuilt history again).
 //!
 //! # Ordering and partitions
 //!
-//! One consumer per topic per process, with every partition assigned to it (no group
-//! rebalancing); `Engine::feed` then spreads the records round-robin over the workers and
+//! One consumer per topic per process, with every partition assigned to it, or this process's
+//! share of them (no group rebalancing). [`KafkaSourceConfig::member`] `= Some((index, count))`
+//! makes the process member `index` of `count`: it consumes partition `p` of each topic iff
+//! `p % count == index` ([`assigned_partitions`]; default `None`: every partition). The members
+//! of a cluster thus read each partition exactly once, and their shares differ by at most one
+//! partition. Only the assigned partitions are watermark inputs, so each member's frontier
+//! covers its own share; the cluster's `as_of` is the smallest over the members. A member with
+//! no partition (more members than partitions) holds nothing back. A member reads
+//! `tables_dir` like any source: give it to one member only, or the tables count once per
+//! member. `Engine::feed` then spreads the records round-robin over the workers and
 //! differential exchanges them by key. Order is kept within a partition only; records of
 //! different partitions interleave as they are fetched, so which records are `late` (and which
 //! delivery of an identity that spans partitions is the first) can differ from a replay of the
@@ -63,12 +102,14 @@ mod generate;
 mod producer;
 mod source;
 
-pub use admin::{create_topics, fetch_partitions, read_topic, ReceivedMessage};
+pub use admin::{create_topics, create_topics_with, delete_topics, read_topic, ReceivedMessage};
 pub use generate::{produce_generated, ProduceError, ProduceStats};
 pub use producer::{
     alert_messages, record_key, AlertMessage, AlertProducer, DeadLetters, RecordProducer,
 };
-pub use source::{EndAt, KafkaSource, KafkaSourceConfig, KafkaStats, StartFrom};
+pub use source::{
+    assigned_partitions, check_topics, EndAt, KafkaSource, KafkaSourceConfig, KafkaStats, StartFrom,
+};
 
 use std::future::Future;
 use std::sync::Arc;
@@ -93,6 +134,16 @@ pub enum KafkaError {
     },
     #[error("topic {topic} does not exist on {brokers} (hint: scripts/kafka.sh start creates the topics; or `tansu topic create {topic} --partitions 4`)")]
     MissingTopic { topic: String, brokers: String },
+    #[error("authentication with the Kafka brokers at {brokers} failed: {detail} (hint: check the security.protocol, sasl.* and ssl.* client options, --kafka-option KEY=VALUE)")]
+    Authentication { brokers: String, detail: String },
+    #[error("not authorized on the Kafka brokers at {brokers}: {detail} (topic {topic}; hint: the principal needs read/write ACLs on the topic and the consumer group)")]
+    NotAuthorized {
+        topic: String,
+        brokers: String,
+        detail: String,
+    },
+    #[error("Kafka settings: {0}")]
+    Config(String),
     #[error("{what} (topic {topic}): {source}")]
     Client {
         what: &'static str,
@@ -121,6 +172,8 @@ pub enum KafkaError {
     Undelivered { count: u64, first: String },
     #[error("creating topic {topic}: {reason}")]
     CreateTopic { topic: String, reason: String },
+    #[error("deleting topic {topic}: {reason}")]
+    DeleteTopic { topic: String, reason: String },
     #[error("{0}")]
     Tables(#[from] crate::files::FileError),
 }
@@ -187,8 +240,9 @@ impl Retry {
     }
 }
 
-/// The settings every client shares.
-pub(crate) fn client_config(brokers: &str) -> rdkafka::ClientConfig {
+/// The settings every client shares, then `options` (librdkafka properties such as
+/// `security.protocol`, `sasl.mechanism`, `sasl.username`, `sasl.password`), which win.
+pub(crate) fn client_config(brokers: &str, options: &[(String, String)]) -> rdkafka::ClientConfig {
     let mut c = rdkafka::ClientConfig::new();
     c.set("bootstrap.servers", brokers)
         .set("socket.timeout.ms", "10000")
@@ -196,8 +250,102 @@ pub(crate) fn client_config(brokers: &str) -> rdkafka::ClientConfig {
         .set("reconnect.backoff.max.ms", "2000")
         // logs of a broker that is down are reported by us, with context
         .set("log_level", "3");
+    for (k, v) in options {
+        c.set(k, v);
+    }
     c
 }
+
+/// Parses a client option `KEY=VALUE` (a librdkafka property).
+pub fn parse_option(s: &str) -> Result<(String, String), KafkaError> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+        _ => Err(KafkaError::Config(format!(
+            "client option {s:?}: expected KEY=VALUE, a librdkafka property such as security.protocol=SASL_SSL"
+        ))),
+    }
+}
+
+/// Whether a client error means the brokers refused our credentials (or the TLS handshake).
+pub(crate) fn is_auth_error(code: Option<rdkafka::types::RDKafkaErrorCode>) -> bool {
+    use rdkafka::types::RDKafkaErrorCode as C;
+    matches!(
+        code,
+        Some(C::Authentication | C::SaslAuthenticationFailed | C::SSL)
+    )
+}
+
+/// Whether a client error means the principal lacks an ACL.
+pub(crate) fn is_authorization_error(code: Option<rdkafka::types::RDKafkaErrorCode>) -> bool {
+    use rdkafka::types::RDKafkaErrorCode as C;
+    matches!(
+        code,
+        Some(
+            C::TopicAuthorizationFailed
+                | C::GroupAuthorizationFailed
+                | C::ClusterAuthorizationFailed
+        )
+    )
+}
+
+/// A client context that keeps the first authentication failure librdkafka reports on any of
+/// the client's connections (a metadata request alone only times out when the handshake
+/// fails, so the retry loop asks it why). Partition ends are expected (they drive idleness);
+/// other client-level errors are warnings, reported by the callers with the topic when they
+/// matter.
+#[derive(Default)]
+pub(crate) struct Watch {
+    auth: std::sync::Mutex<Option<String>>,
+}
+
+impl Watch {
+    pub(crate) fn note(&self, error: &rdkafka::error::KafkaError, reason: &str) {
+        if is_auth_error(error.rdkafka_error_code()) {
+            let mut a = self.auth.lock().unwrap_or_else(|e| e.into_inner());
+            if a.is_none() {
+                *a = Some(if reason.is_empty() {
+                    error.to_string()
+                } else {
+                    reason.to_string()
+                });
+            }
+        }
+    }
+
+    /// The first authentication failure seen, if any.
+    pub(crate) fn auth_failure(&self) -> Option<String> {
+        self.auth.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The error for a failed attempt: an authentication failure (no retry can fix it) if one
+    /// was seen, else the attempt's own error (retried).
+    pub(crate) fn classify<T>(
+        &self,
+        brokers: &str,
+        attempt_error: String,
+    ) -> Result<Result<T, KafkaError>, String> {
+        match self.auth_failure() {
+            Some(detail) => Ok(Err(KafkaError::Authentication {
+                brokers: brokers.to_string(),
+                detail,
+            })),
+            None => Err(attempt_error),
+        }
+    }
+}
+
+impl rdkafka::ClientContext for Watch {
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        self.note(&error, reason);
+        if !matches!(error, rdkafka::error::KafkaError::PartitionEOF(_))
+            && !reason.contains("reached end of partition")
+        {
+            tracing::warn!("librdkafka: {error}: {reason}");
+        }
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for Watch {}
 
 struct ThreadWaker(std::thread::Thread);
 

@@ -132,6 +132,38 @@ pub struct RunArgs {
     /// Read the events from Kafka brokers (see the Kafka section of the README).
     #[arg(long)]
     pub kafka: Option<String>,
+    /// Kafka: where to start: recover (default: every partition from its beginning, to rebuild
+    /// the views, then on past the committed offsets), earliest, latest, committed, or an RFC
+    /// 3339 time.
+    #[arg(long)]
+    pub kafka_from: Option<String>,
+    /// Kafka: the consumer group whose offsets are committed (default shopdiff).
+    #[arg(long)]
+    pub kafka_group: Option<String>,
+    /// Kafka: a partition at its end and quiet for this many ms no longer holds as_of back
+    /// (default 2000).
+    #[arg(long)]
+    pub kafka_idle_ms: Option<u64>,
+    /// Kafka: a librdkafka client property `KEY=VALUE` for every client, e.g. credentials
+    /// (`security.protocol=SASL_SSL`, `sasl.mechanism=PLAIN`, `sasl.username=...`; repeatable).
+    #[arg(long = "kafka-option")]
+    pub kafka_options: Vec<String>,
+    /// Kafka: the transactions topic (default transactions).
+    #[arg(long)]
+    pub transactions_topic: Option<String>,
+    /// Kafka: the behavior topic (default behavior).
+    #[arg(long)]
+    pub behavior_topic: Option<String>,
+    /// Kafka: where rejected records go (default dead_letters).
+    #[arg(long)]
+    pub dead_letters_topic: Option<String>,
+    /// Kafka: where the fraud_alerts view's changes go as raise / clear events (default
+    /// fraud_alerts).
+    #[arg(long)]
+    pub alerts_topic: Option<String>,
+    /// Kafka: do not produce fraud alerts.
+    #[arg(long)]
+    pub no_alerts: bool,
     /// Take the tables (initial rows and changes) from a recorded stream's files.
     #[arg(long)]
     pub tables: Option<PathBuf>,
@@ -194,7 +226,7 @@ pub struct RunArgs {
     /// Allowed lateness in milliseconds (default 5000).
     #[arg(long)]
     pub lateness_ms: Option<u64>,
-    /// Replay: records per batch (default 20000).
+    /// Replay and Kafka: records per batch at most (default 20000).
     #[arg(long)]
     pub batch: Option<usize>,
     /// Live source: milliseconds between batches (default 100).
@@ -234,6 +266,15 @@ pub struct RunArgs {
 struct RunFile {
     replay: Option<PathBuf>,
     kafka: Option<String>,
+    kafka_from: Option<String>,
+    kafka_group: Option<String>,
+    kafka_idle_ms: Option<u64>,
+    kafka_options: Option<Vec<String>>,
+    transactions_topic: Option<String>,
+    behavior_topic: Option<String>,
+    dead_letters_topic: Option<String>,
+    alerts_topic: Option<String>,
+    no_alerts: Option<bool>,
     tables: Option<PathBuf>,
     postgres: Option<String>,
     pg_slot: Option<String>,
@@ -284,6 +325,19 @@ fn merge_run_file(a: &RunArgs) -> anyhow::Result<RunArgs> {
         config: a.config.clone(),
         replay: a.replay.clone().or(f.replay),
         kafka: a.kafka.clone().or(f.kafka),
+        kafka_from: a.kafka_from.clone().or(f.kafka_from),
+        kafka_group: a.kafka_group.clone().or(f.kafka_group),
+        kafka_idle_ms: a.kafka_idle_ms.or(f.kafka_idle_ms),
+        kafka_options: if a.kafka_options.is_empty() {
+            f.kafka_options.unwrap_or_default()
+        } else {
+            a.kafka_options.clone()
+        },
+        transactions_topic: a.transactions_topic.clone().or(f.transactions_topic),
+        behavior_topic: a.behavior_topic.clone().or(f.behavior_topic),
+        dead_letters_topic: a.dead_letters_topic.clone().or(f.dead_letters_topic),
+        alerts_topic: a.alerts_topic.clone().or(f.alerts_topic),
+        no_alerts: a.no_alerts || f.no_alerts.unwrap_or(false),
         tables: a.tables.clone().or(f.tables),
         postgres: a.postgres.clone().or(f.postgres),
         pg_slot: a.pg_slot.clone().or(f.pg_slot),
@@ -334,6 +388,25 @@ pub fn run_config(a: &RunArgs) -> anyhow::Result<crate::live::RunConfig> {
     if a.tables.is_some() && a.kafka.is_none() {
         anyhow::bail!("--tables goes with --kafka (a replay takes its own tables; the live generator makes its own)");
     }
+    if a.kafka.is_none() {
+        let kafka_only = [
+            ("--kafka-from", a.kafka_from.is_some()),
+            ("--kafka-group", a.kafka_group.is_some()),
+            ("--kafka-idle-ms", a.kafka_idle_ms.is_some()),
+            ("--kafka-option", !a.kafka_options.is_empty()),
+            ("--transactions-topic", a.transactions_topic.is_some()),
+            ("--behavior-topic", a.behavior_topic.is_some()),
+            ("--dead-letters-topic", a.dead_letters_topic.is_some()),
+            ("--alerts-topic", a.alerts_topic.is_some()),
+            ("--no-alerts", a.no_alerts),
+        ];
+        if let Some((flag, _)) = kafka_only.iter().find(|(_, given)| *given) {
+            anyhow::bail!("{flag} goes with --kafka");
+        }
+    }
+    if a.no_alerts && a.alerts_topic.is_some() {
+        anyhow::bail!("--no-alerts and --alerts-topic: give one");
+    }
     let http = a.http.as_deref().unwrap_or("127.0.0.1:8080");
     let http: std::net::SocketAddr = http
         .parse()
@@ -368,11 +441,45 @@ pub fn run_config(a: &RunArgs) -> anyhow::Result<crate::live::RunConfig> {
     let source = match (&a.replay, &a.kafka) {
         (Some(_), Some(_)) => anyhow::bail!("--replay and --kafka are two event sources: give one"),
         (None, Some(brokers)) => {
-            let mut k = shopdiff_connectors::kafka::KafkaSourceConfig::new(brokers);
+            use shopdiff_connectors::kafka::{KafkaSourceConfig, StartFrom, FRAUD_ALERTS_TOPIC};
+            let mut k = KafkaSourceConfig::new(brokers);
             k.time = time;
             if a.postgres.is_none() {
                 k.tables_dir = a.tables.clone();
             }
+            k.start = match &a.kafka_from {
+                Some(s) => crate::cli_kafka::parse_start(s)
+                    .map_err(|e| anyhow::anyhow!("--kafka-from: {e}"))?,
+                None => StartFrom::Recover,
+            };
+            if let Some(g) = &a.kafka_group {
+                k.group_id = g.clone();
+            }
+            if let Some(ms) = a.kafka_idle_ms {
+                k.idle_ms = ms;
+            }
+            if let Some(n) = a.batch {
+                k.batch_records = n.max(1);
+            }
+            k.options = crate::cli_kafka::parse_options(&a.kafka_options)?;
+            if let Some(t) = &a.transactions_topic {
+                k.transactions_topic = t.clone();
+            }
+            if let Some(t) = &a.behavior_topic {
+                k.behavior_topic = t.clone();
+            }
+            if let Some(t) = &a.dead_letters_topic {
+                k.dead_letters_topic = Some(t.clone());
+            }
+            k.alerts_topic = if a.no_alerts {
+                None
+            } else {
+                Some(
+                    a.alerts_topic
+                        .clone()
+                        .unwrap_or_else(|| FRAUD_ALERTS_TOPIC.to_string()),
+                )
+            };
             EventSource::Kafka(Box::new(k))
         }
         (Some(dir), None) => EventSource::Replay {
@@ -644,7 +751,13 @@ fn generate_cmd(a: &GenerateArgs) -> anyhow::Result<()> {
 }
 
 fn run_cmd(a: &RunArgs) -> anyhow::Result<()> {
-    crate::live::run(run_config(a)?)
+    let cfg = run_config(a)?;
+    if let crate::live::EventSource::Kafka(k) = &cfg.source {
+        // a broker that refuses us or a missing topic is an error before serving, not a
+        // source thread that stops while the server keeps serving nothing
+        shopdiff_connectors::kafka::check_topics(k)?;
+    }
+    crate::live::run(cfg)
 }
 
 #[derive(Args, Debug)]

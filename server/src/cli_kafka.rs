@@ -104,6 +104,10 @@ pub struct ConsumeArgs {
     /// Produce the fraud_alerts view's changes to the `fraud_alerts` topic.
     #[arg(long)]
     pub alerts: bool,
+    /// A librdkafka client property `KEY=VALUE` for every client, e.g. credentials:
+    /// `security.protocol=SASL_PLAINTEXT`, `sasl.mechanism=PLAIN`, `sasl.username=...` (repeatable).
+    #[arg(long = "kafka-option")]
+    pub kafka_options: Vec<String>,
     /// Write `<OUT>/<view>.parquet` at the end.
     #[arg(long)]
     pub snapshot: Option<PathBuf>,
@@ -111,7 +115,8 @@ pub struct ConsumeArgs {
     pub engine: EngineArgs,
 }
 
-fn parse_start(s: &str) -> anyhow::Result<StartFrom> {
+/// `earliest`, `latest`, `committed`, `recover` or an RFC 3339 time.
+pub(crate) fn parse_start(s: &str) -> anyhow::Result<StartFrom> {
     Ok(match s {
         "earliest" => StartFrom::Earliest,
         "latest" => StartFrom::Latest,
@@ -123,6 +128,13 @@ fn parse_start(s: &str) -> anyhow::Result<StartFrom> {
             )
         })?),
     })
+}
+
+/// `KEY=VALUE` client options.
+pub(crate) fn parse_options(opts: &[String]) -> anyhow::Result<Vec<(String, String)>> {
+    opts.iter()
+        .map(|o| shopdiff_connectors::kafka::parse_option(o).map_err(anyhow::Error::from))
+        .collect()
 }
 
 pub fn consume_cmd(a: &ConsumeArgs) -> anyhow::Result<()> {
@@ -142,6 +154,8 @@ pub fn consume_cmd(a: &ConsumeArgs) -> anyhow::Result<()> {
         lateness_ms: a.engine.lateness_ms,
     };
     source.tables_dir = a.tables.clone();
+    source.alerts_topic = a.alerts.then(|| FRAUD_ALERTS_TOPIC.to_string());
+    source.options = parse_options(&a.kafka_options)?;
     let opts = KafkaRunOptions {
         source,
         engine: EngineConfig {
@@ -152,7 +166,6 @@ pub fn consume_cmd(a: &ConsumeArgs) -> anyhow::Result<()> {
                 fraud: load_fraud(a.engine.fraud_config.as_deref())?,
             },
         },
-        alerts_topic: a.alerts.then(|| FRAUD_ALERTS_TOPIC.to_string()),
         stop: None,
     };
     let started = Instant::now();

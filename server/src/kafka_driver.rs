@@ -3,17 +3,15 @@
 //! Each batch of the [`KafkaSource`] is fed to the engine; after each one the driver reads the
 //! completed `as_of` (the smallest `as_of` over every view's store) and tells the source, which
 //! commits, per partition, the offsets of the records whose effects are all in it. With an
-//! alerts topic, the `fraud_alerts` view's changes between two completed `as_of`s are produced
-//! as raise / clear events (the changes are taken between the snapshots the driver sees, so an
-//! alert raised and cleared between two of them is not reported).
+//! alerts topic (`KafkaSourceConfig::alerts_topic`), every change of the `fraud_alerts` view is
+//! produced as raise / clear events by an [`AlertsTask`] on the stores' change feed.
 
+use crate::alerts_task::AlertsTask;
 use crate::runtime::{Engine, EngineConfig};
 use crate::store::Stores;
 use shopdiff_connectors::kafka::{
     AlertProducer, KafkaError, KafkaSource, KafkaSourceConfig, KafkaStats, RecordProducer,
 };
-use shopdiff_schemas::rows::Value;
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,8 +30,6 @@ pub enum DriverError {
 pub struct KafkaRunOptions {
     pub source: KafkaSourceConfig,
     pub engine: EngineConfig,
-    /// Produce the `fraud_alerts` view's changes to this topic.
-    pub alerts_topic: Option<String>,
     /// Set to stop a live run (the run then finishes the views and commits what is complete).
     pub stop: Option<Arc<AtomicBool>>,
 }
@@ -57,64 +53,27 @@ pub struct KafkaRunResult {
 
 pub use crate::cdc::completed_as_of;
 
-/// Tracks the `fraud_alerts` view and produces its changes.
-struct Alerts {
-    producer: AlertProducer,
-    rows: BTreeMap<String, Vec<Value>>,
-    as_of: Option<u64>,
-    sent: u64,
-}
-
-impl Alerts {
-    fn publish(&mut self, stores: &Stores) -> Result<(), KafkaError> {
-        let Some(view) = stores.get("fraud_alerts") else {
-            return Ok(());
-        };
-        let (as_of, rows) = view.snapshot();
-        let Some(as_of) = as_of else { return Ok(()) };
-        if self.as_of == Some(as_of) {
-            return Ok(());
-        }
-        self.as_of = Some(as_of);
-        let now: BTreeMap<String, Vec<Value>> =
-            rows.into_iter().map(|r| (format!("{r:?}"), r)).collect();
-        let mut changes: Vec<(Vec<Value>, isize)> = Vec::new();
-        for (k, r) in &self.rows {
-            if !now.contains_key(k) {
-                changes.push((r.clone(), -1));
-            }
-        }
-        for (k, r) in &now {
-            if !self.rows.contains_key(k) {
-                changes.push((r.clone(), 1));
-            }
-        }
-        self.rows = now;
-        if !changes.is_empty() {
-            self.sent += self.producer.send_changes(as_of, &changes)? as u64;
-        }
-        Ok(())
-    }
-}
-
 /// Runs the Kafka source into a fresh engine until the source ends (`EndAt::EndOfTopics`,
 /// `max_messages`) or `stop` is set, then finishes the views and commits what is complete.
 pub fn run_kafka(opts: KafkaRunOptions) -> Result<KafkaRunResult, DriverError> {
-    let brokers = opts.source.brokers.clone();
-    let mut alerts = match &opts.alerts_topic {
-        Some(topic) => Some(Alerts {
-            producer: AlertProducer::new(
-                RecordProducer::connect(&brokers, &opts.source.retry)?,
-                topic,
-            ),
-            rows: BTreeMap::new(),
-            as_of: None,
-            sent: 0,
-        }),
+    let producer = match &opts.source.alerts_topic {
+        Some(topic) => Some(AlertProducer::new(
+            RecordProducer::connect_with(
+                &opts.source.brokers,
+                &opts.source.options,
+                &opts.source.retry,
+            )?,
+            topic,
+        )),
         None => None,
     };
     let mut source = KafkaSource::open(opts.source)?;
     let eng = Engine::start(&opts.engine).map_err(DriverError::Engine)?;
+    // listening before the first batch: every change of the view is produced
+    let mut alerts = match producer {
+        Some(p) => Some(AlertsTask::start(p, eng.stores()).map_err(DriverError::Engine)?),
+        None => None,
+    };
     let mut last_frontier: Option<u64> = None;
     let mut commit_errors = 0u64;
     let mut last_done: Option<u64> = None;
@@ -137,11 +96,6 @@ pub fn run_kafka(opts: KafkaRunOptions) -> Result<KafkaRunResult, DriverError> {
                 commit_errors += 1;
                 tracing::warn!("{e} (retried at the next completion)");
             }
-            if let Some(a) = &mut alerts {
-                if let Err(e) = a.publish(eng.stores()) {
-                    tracing::warn!("fraud alerts: {e}");
-                }
-            }
         }
     }
     let stores = eng.finish().map_err(DriverError::Engine)?;
@@ -150,14 +104,13 @@ pub fn run_kafka(opts: KafkaRunOptions) -> Result<KafkaRunResult, DriverError> {
         source.completed(t)?;
     }
     let mut warnings = Vec::new();
+    // the engine has folded everything: the task produces what is left and flushes
     if let Some(a) = &mut alerts {
-        if let Err(e) = a
-            .publish(&stores)
-            .and_then(|_| a.producer.flush(Duration::from_secs(30)))
-        {
-            warnings.push(format!("fraud alerts: {e}"));
+        if let Err(e) = a.stop() {
+            warnings.push(e);
         }
     }
+    let alerts_sent = alerts.as_ref().map_or(0, |a| a.sent());
     if let Err(e) = source.flush(Duration::from_secs(30)) {
         warnings.push(format!("dead letters: {e}"));
     }
@@ -170,7 +123,7 @@ pub fn run_kafka(opts: KafkaRunOptions) -> Result<KafkaRunResult, DriverError> {
         as_of,
         committed: source.committed(),
         positions: source.positions(),
-        alerts_sent: alerts.map_or(0, |a| a.sent),
+        alerts_sent,
         commit_errors,
         warnings,
     })

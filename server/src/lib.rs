@@ -1,6 +1,7 @@
 //! shopdiff's runtime and binary: timely workers, the views' dataflows, view stores, and the
 //! `shopdiff` command line. The only crate that sees all the others.
 
+pub mod alerts_task;
 pub mod auth;
 pub mod cdc;
 pub mod cli;

@@ -83,6 +83,7 @@ pub struct Job {
     stop: Arc<AtomicBool>,
     feeder: Option<std::thread::JoinHandle<Result<(), String>>>,
     sink: Option<crate::sink_task::SinkTask>,
+    alerts: Option<crate::alerts_task::AlertsTask>,
 }
 
 impl Job {
@@ -111,6 +112,7 @@ impl Job {
             )?),
             None => None,
         };
+        let alerts = crate::alerts_task::AlertsTask::for_run(cfg, engine.stores())?;
         let stop = Arc::new(AtomicBool::new(false));
         let feeder = if cfg.reads_sources() {
             let (engine, stop, cfg) = (engine.clone(), stop.clone(), cfg.clone());
@@ -132,6 +134,7 @@ impl Job {
             stop,
             feeder,
             sink,
+            alerts,
         })
     }
 
@@ -158,6 +161,9 @@ impl Job {
                 std::thread::sleep(Duration::from_millis(10));
             }
             s.stop()?;
+        }
+        if let Some(mut a) = self.alerts.take() {
+            a.stop_after(&self.engine, Duration::from_secs(10))?;
         }
         source
     }

@@ -6,13 +6,15 @@
 
 use shopdiff_connectors::generator::{write_recorded_stream, GenConfig, WriteOptions};
 use shopdiff_connectors::kafka::{
-    create_topics, produce_generated, read_topic, EndAt, KafkaError, KafkaSource,
-    KafkaSourceConfig, RecordProducer, Retry, StartFrom,
+    alert_messages, check_topics, create_topics, delete_topics, produce_generated, read_topic,
+    EndAt, KafkaError, KafkaSource, KafkaSourceConfig, RecordProducer, Retry, StartFrom,
 };
 use shopdiff_dataflows::config::ViewsConfig;
 use shopdiff_schemas::rows::Value;
-use shopdiff_server::cli::{replay_dir, EngineArgs};
+use shopdiff_server::cli::{replay_dir, run_config, EngineArgs, RunArgs};
 use shopdiff_server::kafka_driver::{run_kafka, KafkaRunOptions, KafkaRunResult};
+use shopdiff_server::live::{EventSource, Served};
+use shopdiff_server::store::Select;
 use shopdiff_server::{EngineConfig, Stores};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -45,16 +47,31 @@ fn unique(name: &str) -> String {
     )
 }
 
-/// Fresh topics for one test.
+/// Fresh topics for one test, deleted when dropped (tansu's SQLite keeps every topic, and a
+/// broker with hundreds of test topics gets slow).
 struct Topics {
+    brokers: String,
     tx: String,
     bh: String,
     dead: String,
 }
 
+impl Drop for Topics {
+    fn drop(&mut self) {
+        if let Err(e) = delete_topics(
+            &self.brokers,
+            &[&self.tx, &self.bh, &self.dead],
+            &Retry::default(),
+        ) {
+            eprintln!("warning: deleting the test topics: {e}");
+        }
+    }
+}
+
 impl Topics {
     fn create(brokers: &str, name: &str) -> Topics {
         let t = Topics {
+            brokers: brokers.to_string(),
             tx: unique(&format!("{name}-tx")),
             bh: unique(&format!("{name}-bh")),
             dead: unique(&format!("{name}-dead")),
@@ -140,7 +157,6 @@ fn run(source: KafkaSourceConfig) -> KafkaRunResult {
     run_kafka(KafkaRunOptions {
         source,
         engine: engine(2),
-        alerts_topic: None,
         stop: None,
     })
     .expect("kafka run")
@@ -510,4 +526,635 @@ fn broker_restarted_mid_stream() {
         &snapshot(&r.stores),
         &replay_snapshot(&dir.0),
     );
+}
+
+// ---- shopdiff run --kafka (live::Served), idle partitions, start positions, bad settings ----
+
+/// Fresh topics for a served run: the event topics, dead letters and fraud alerts.
+struct RunTopics {
+    t: Topics,
+    alerts: String,
+}
+
+impl Drop for RunTopics {
+    fn drop(&mut self) {
+        let _ = delete_topics(&self.t.brokers, &[&self.alerts], &Retry::default());
+    }
+}
+
+impl RunTopics {
+    fn create(brokers: &str, name: &str) -> RunTopics {
+        let t = Topics::create(brokers, name);
+        let alerts = unique(&format!("{name}-alerts"));
+        create_topics(brokers, &[&alerts], 4, &Retry::default()).expect("creating topics");
+        RunTopics { t, alerts }
+    }
+
+    /// `shopdiff run --kafka BROKERS --tables DIR ...` as flags.
+    fn args(&self, brokers: &str, group: &str, tables: &Path) -> RunArgs {
+        RunArgs {
+            kafka: Some(brokers.to_string()),
+            tables: Some(tables.to_path_buf()),
+            kafka_group: Some(group.to_string()),
+            kafka_idle_ms: Some(300),
+            transactions_topic: Some(self.t.tx.clone()),
+            behavior_topic: Some(self.t.bh.clone()),
+            dead_letters_topic: Some(self.t.dead.clone()),
+            alerts_topic: Some(self.alerts.clone()),
+            http: Some("127.0.0.1:0".into()),
+            workers: Some(2),
+            batch: Some(2_000),
+            // every as_of of the run stays readable (the alert check reads them back)
+            history_ms: Some(10 * 365 * 86_400_000),
+            ..RunArgs::default()
+        }
+    }
+}
+
+/// Waits until `f` holds (polling every 50 ms) or panics after `secs`.
+fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let t0 = Instant::now();
+    while !f() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(secs),
+            "timed out after {secs}s waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A GET over HTTP/1.0: status and body.
+fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: test\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).unwrap();
+    let status: u16 = buf[9..12].parse().unwrap();
+    let body = buf.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("").into();
+    (status, body)
+}
+
+/// The committed offsets of `group` on the source's topics, summed.
+fn committed_sum(mut cfg: KafkaSourceConfig) -> i64 {
+    cfg.start = StartFrom::Committed;
+    cfg.dead_letters_topic = None;
+    cfg.tables_dir = None;
+    let s = KafkaSource::open(cfg).expect("opening a source to read the commits");
+    s.committed().iter().map(|c| c.2.max(0)).sum()
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::Str(s) => s.to_string(),
+        v => format!("{v:?}"),
+    }
+}
+
+#[test]
+fn shopdiff_run_kafka_serves_the_replay_with_dead_letters_and_alerts() {
+    let _g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(brokers) =
+        brokers("shopdiff_run_kafka_serves_the_replay_with_dead_letters_and_alerts")
+    else {
+        return;
+    };
+    let rt = RunTopics::create(&brokers, "run");
+    let dir = TempDir::new("kafka-run");
+    let gen = GenConfig {
+        anomaly_rate: 0.05,
+        ..workload(17, 10_000)
+    };
+    let produced = produce(&brokers, &gen, &dir.0, &rt.t);
+    let group = unique("run");
+    let cfg = run_config(&rt.args(&brokers, &group, &dir.0)).expect("run config");
+    let EventSource::Kafka(k) = &cfg.source else {
+        panic!("not a Kafka source: {:?}", cfg.source)
+    };
+    let source_cfg = (**k).clone();
+    assert_eq!(source_cfg.start, StartFrom::Recover);
+    let args = EngineArgs {
+        workers: 2,
+        tick_ms: 1000,
+        lateness_ms: 5000,
+        batch: 20_000,
+        fraud_config: None,
+    };
+    let (replayed, replay_stats) = replay_dir(&dir.0, &args, None).expect("replay");
+    let want = snapshot(&replayed);
+    let final_as_of = want["rfm"].0.expect("replay as_of");
+
+    let started = Instant::now();
+    let served = Served::start(&cfg).expect("shopdiff run --kafka");
+    let stores = served.job.engine.stores().clone();
+    // live: complete once every partition is read and idle (300 ms)
+    wait_for("the run's as_of to reach the replay's", 120, || {
+        stores.as_of() == Some(final_as_of)
+    });
+    eprintln!("run --kafka complete in {:?}", started.elapsed());
+    assert_same("run --kafka vs replay", &snapshot(&stores), &want);
+    // the HTTP API serves the same answer
+    let (status, body) = http_get(served.addr, "/v1/views/rfm_segments");
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["as_of"], final_as_of);
+    assert_eq!(
+        v["rows"].as_array().map(Vec::len),
+        Some(want["rfm_segments"].1.len())
+    );
+    // the offsets of everything read are committed once complete
+    wait_for("every offset to be committed", 30, || {
+        committed_sum(source_cfg.clone()) == produced as i64
+    });
+    // then, live, one record two hours later: the windowed alerts (velocity, amount, geo) of
+    // the stream clear as as_of passes it (however the backlog was batched, the run has at
+    // least one as_of that raises and one that clears)
+    let later = final_as_of + 2 * 3_600_000;
+    let late_line = format!(
+        r#"{{"transaction_id":"T-later","product_id":"P-later","user_id":"U-later","timestamp":"{}","price":1.0,"quantity":1,"currency":"USD"}}"#,
+        shopdiff_schemas::time::format_rfc3339(later as i64)
+    );
+    let p = RecordProducer::connect(&brokers, &Retry::default()).expect("producer");
+    p.send_record(&rt.t.tx, &late_line).expect("send");
+    p.flush(Duration::from_secs(30)).expect("flush");
+    wait_for("as_of to reach the later record", 60, || {
+        stores.as_of() == Some(later)
+    });
+    let alert_rows = stores.get("fraud_alerts").expect("fraud_alerts").clone();
+    let final_alerts = alert_rows
+        .select(&Select::default(), later, later)
+        .expect("final rows")
+        .rows;
+    served.stop().expect("stopping the run");
+
+    // item: every rejected record has its dead letter, with reason and position
+    let dead = read_topic(&brokers, &rt.t.dead, Duration::from_secs(30)).expect("reading");
+    let positions: BTreeSet<&str> = dead.iter().filter_map(|m| m.header("position")).collect();
+    assert!(replay_stats.rejected > 0);
+    assert_eq!(
+        dead.len() as u64,
+        replay_stats.rejected,
+        "one dead letter each"
+    );
+    assert_eq!(positions.len() as u64, replay_stats.rejected);
+    assert!(dead.iter().all(|m| m.header("reason").is_some()
+        && matches!(m.header("source"), Some("transactions" | "behavior"))));
+
+    // item: the alerts topic holds exactly the view's changes, at the as_of of each change
+    let msgs = read_topic(&brokers, &rt.alerts, Duration::from_secs(30)).expect("reading");
+    let mut by_as_of: BTreeMap<u64, BTreeSet<(String, String)>> = BTreeMap::new();
+    for m in &msgs {
+        let p: serde_json::Value = serde_json::from_str(m.payload_str()).expect("alert json");
+        let key = String::from_utf8(m.key.clone().unwrap_or_default()).unwrap();
+        assert_eq!(
+            key,
+            format!(
+                "{}|{}",
+                p["rule"].as_str().unwrap(),
+                p["key"].as_str().unwrap()
+            )
+        );
+        by_as_of
+            .entry(p["as_of"].as_u64().expect("as_of"))
+            .or_default()
+            .insert((key, p.to_string()));
+    }
+    let raised = msgs
+        .iter()
+        .filter(|m| m.payload_str().contains(r#""event":"raise""#));
+    let cleared = msgs
+        .iter()
+        .filter(|m| m.payload_str().contains(r#""event":"clear""#));
+    let (raised, cleared) = (raised.count(), cleared.count());
+    eprintln!(
+        "{} alert messages ({raised} raise, {cleared} clear) at {} as_ofs",
+        msgs.len(),
+        by_as_of.len()
+    );
+    assert!(
+        raised > 0 && cleared > 0,
+        "raises {raised}, clears {cleared}"
+    );
+    assert_eq!(raised + cleared, msgs.len());
+    // between two as_ofs with messages the view did not change (each change gives at least
+    // one message), so the messages at each as_of are exactly the view's rows there minus
+    // its rows at the previous one
+    let rows_at = |t: u64| -> Vec<(Vec<Value>, isize)> {
+        alert_rows
+            .select(&Select::default(), t, later)
+            .expect("as_of in the history")
+            .rows
+            .into_iter()
+            .map(|r| (r, 1))
+            .collect()
+    };
+    let mut previous: Vec<(Vec<Value>, isize)> = Vec::new();
+    for (as_of, got) in &by_as_of {
+        let now = rows_at(*as_of);
+        let mut changes: Vec<(Vec<Value>, isize)> = previous
+            .iter()
+            .filter(|r| !now.contains(r))
+            .map(|(r, _)| (r.clone(), -1))
+            .collect();
+        changes.extend(now.iter().filter(|r| !previous.contains(r)).cloned());
+        let want: BTreeSet<(String, String)> = alert_messages(*as_of, &changes)
+            .into_iter()
+            .map(|m| {
+                let p: serde_json::Value = serde_json::from_str(&m.payload).unwrap();
+                (m.key, p.to_string())
+            })
+            .collect();
+        assert_eq!(got, &want, "alert messages at as_of {as_of}");
+        previous = now;
+    }
+    // and what is still raised at the end is the view's final contents (the alerts without a
+    // window, risky_ip)
+    let open: BTreeSet<String> = {
+        let mut last: BTreeMap<String, bool> = BTreeMap::new();
+        for set in by_as_of.values() {
+            for (key, p) in set {
+                last.insert(key.clone(), p.contains(r#""event":"raise""#));
+            }
+        }
+        last.into_iter()
+            .filter(|(_, r)| *r)
+            .map(|(k, _)| k)
+            .collect()
+    };
+    let want_open: BTreeSet<String> = final_alerts
+        .iter()
+        .map(|r| format!("{}|{}", text(&r[0]), text(&r[1])))
+        .collect();
+    assert_eq!(open, want_open);
+}
+
+/// A transaction line at `base + i` seconds.
+fn line_at(i: u64, base: i64) -> String {
+    let ts = shopdiff_schemas::time::format_rfc3339(base + i as i64 * 1000);
+    format!(
+        r#"{{"transaction_id":"T{i}","product_id":"P1","user_id":"U{}","timestamp":"{ts}","price":10.5,"quantity":1,"currency":"USD"}}"#,
+        i % 7
+    )
+}
+
+#[test]
+fn a_quiet_partition_does_not_stall_as_of() {
+    let _g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(brokers) = brokers("a_quiet_partition_does_not_stall_as_of") else {
+        return;
+    };
+    let t = Topics::create(&brokers, "idle");
+    let base: i64 = 1_719_828_000_000; // 2024-07-01T10:00:00Z
+    let (total, quiet_after) = (150u64, 8u64);
+    let (tick, lateness) = (1000u64, 5000u64);
+    // transactions, one per 20 ms of wall time and one second of event time apart: records
+    // 0..8 go round all four partitions, then only to 0, 1 and 2, so partition 3 stops
+    // receiving after record 7 (event time base + 7 s); every behavior partition stays empty
+    let sent = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let producer = {
+        let (brokers, topic, sent) = (brokers.clone(), t.tx.clone(), sent.clone());
+        std::thread::spawn(move || {
+            let p = RecordProducer::connect(&brokers, &Retry::default()).expect("producer");
+            for i in 0..total {
+                let part = if i < quiet_after { i % 4 } else { i % 3 } as i32;
+                p.send_to(&topic, Some(part), None, line_at(i, base).as_bytes(), None)
+                    .expect("send");
+                sent.store(i + 1, std::sync::atomic::Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            p.flush(Duration::from_secs(30)).expect("flush");
+        })
+    };
+    let mut cfg = t.source(&brokers, &unique("idle"));
+    cfg.end = EndAt::Never;
+    cfg.idle_ms = 1000;
+    cfg.batch_ms = 50;
+    let mut source = KafkaSource::open(cfg).expect("source");
+    let eng = shopdiff_server::Engine::start(&engine(2)).expect("engine");
+    let quiet_last = base as u64 + (quiet_after - 1) * 1000;
+    // as_of while records still arrive: (as_of, largest event time fed)
+    let mut mid_run: Vec<(u64, u64)> = Vec::new();
+    let mut max_fed = 0u64;
+    let t0 = Instant::now();
+    loop {
+        let b = source.next_batch().expect("batch").expect("a live source");
+        for (l, _) in &b.lines {
+            max_fed = max_fed.max(l.ts as u64);
+        }
+        assert!(eng.feed(b));
+        let n = sent.load(std::sync::atomic::Ordering::SeqCst);
+        let as_of = eng.stores().as_of();
+        if n < total {
+            if let Some(a) = as_of {
+                mid_run.push((a, max_fed));
+            }
+        } else if as_of == Some(base as u64 + (total - 1) * 1000) {
+            break; // all read and every partition idle: everything is complete
+        }
+        assert!(t0.elapsed() < Duration::from_secs(60), "no final as_of");
+    }
+    producer.join().expect("producer");
+    eprintln!("stats {:?}", source.stats());
+    // held back by partition 3, the watermark could not pass base + 7 s - lateness. While
+    // the other partitions were still live (as_of held at their watermark, below the largest
+    // event time fed minus the lateness), as_of passed partition 3's last record by far: the
+    // quiet partition was released, and the live ones were not.
+    let partial: Vec<&(u64, u64)> = mid_run
+        .iter()
+        .filter(|(a, max)| *a >= quiet_last + 10 * tick && *a + lateness <= *max + tick)
+        .collect();
+    eprintln!(
+        "{} of {} mid-run as_ofs past the quiet partition with the others live; last {:?}",
+        partial.len(),
+        mid_run.len(),
+        mid_run
+            .last()
+            .map(|(a, m)| ((a - base as u64) / 1000, (m - base as u64) / 1000))
+    );
+    assert!(
+        !partial.is_empty(),
+        "as_of never passed the quiet partition while the others were live: {mid_run:?}"
+    );
+    assert!(
+        source.stats().idled >= 5,
+        "partition 3 and the four behavior partitions idled: {:?}",
+        source.stats()
+    );
+    assert_eq!(source.stats().messages, total);
+    assert_eq!(source.stats().late, 0, "released, not skipped past");
+    let stores = eng.finish().expect("finish");
+    let q = quality(&snapshot(&stores));
+    assert_eq!(q[&("transactions".into(), "accepted".into())], total as i64);
+}
+
+#[test]
+fn start_at_a_time_or_at_the_end() {
+    let _g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(brokers) = brokers("start_at_a_time_or_at_the_end") else {
+        return;
+    };
+    let t = Topics::create(&brokers, "start");
+    let base: i64 = 1_719_828_000_000;
+    let p = RecordProducer::connect(&brokers, &Retry::default()).expect("producer");
+    let send = |from: u64, n: u64| {
+        for i in from..from + n {
+            p.send_record(&t.tx, &line_at(i, base)).expect("send");
+        }
+        p.flush(Duration::from_secs(30)).expect("flush");
+    };
+    let ids = |b: &shopdiff_connectors::Batch| -> Vec<u64> {
+        b.lines
+            .iter()
+            .map(|(l, _)| l.transaction_id[1..].parse().unwrap())
+            .collect()
+    };
+    send(0, 20);
+    std::thread::sleep(Duration::from_millis(1100));
+    let at = shopdiff_server::live::wall_ms();
+    std::thread::sleep(Duration::from_millis(100));
+    send(100, 15);
+
+    // a timestamp: the messages produced from then on
+    let mut c = t.source(&brokers, &unique("time"));
+    c.start = StartFrom::Timestamp(at);
+    let mut s = KafkaSource::open(c).expect("source from a time");
+    let mut got = Vec::new();
+    while let Some(b) = s.next_batch().expect("batch") {
+        got.extend(ids(&b));
+    }
+    got.sort_unstable();
+    assert_eq!(got, (100..115).collect::<Vec<_>>());
+
+    // latest: only what is produced after the source reached the ends
+    let mut c = t.source(&brokers, &unique("latest"));
+    c.start = StartFrom::Latest;
+    c.end = EndAt::Never;
+    c.max_messages = Some(10);
+    let mut s = KafkaSource::open(c).expect("source from the end");
+    let t0 = Instant::now();
+    let mut got = Vec::new();
+    while !s.all_at_end() {
+        got.extend(ids(&s.next_batch().expect("batch").expect("live")));
+        assert!(t0.elapsed() < Duration::from_secs(20), "ends not reached");
+    }
+    send(200, 10);
+    while let Some(b) = s.next_batch().expect("batch") {
+        got.extend(ids(&b));
+        assert!(
+            t0.elapsed() < Duration::from_secs(40),
+            "new records not read"
+        );
+    }
+    got.sort_unstable();
+    assert_eq!(got, (200..210).collect::<Vec<_>>());
+}
+
+#[test]
+fn missing_topics_and_refused_credentials_are_named() {
+    let _g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(brokers) = brokers("missing_topics_and_refused_credentials_are_named") else {
+        return;
+    };
+    let t = Topics::create(&brokers, "names");
+    let quick = Retry {
+        attempts: 3,
+        initial: Duration::from_millis(100),
+        max: Duration::from_millis(200),
+        attempt_timeout: Duration::from_secs(2),
+    };
+    let open_err = |c: KafkaSourceConfig| match KafkaSource::open(c) {
+        Ok(_) => panic!("opened"),
+        Err(e) => e,
+    };
+    // an event topic that does not exist (check_topics: what `shopdiff run --kafka` checks
+    // before it serves)
+    let mut c = t.source(&brokers, &unique("g"));
+    c.retry = quick;
+    check_topics(&c).expect("the test's topics exist");
+    c.behavior_topic = unique("no-such-behavior");
+    for e in [open_err(c.clone()), check_topics(&c).unwrap_err()] {
+        assert!(
+            matches!(&e, KafkaError::MissingTopic { topic, .. } if topic.starts_with("t-no-such")),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains("does not exist"), "{e}");
+    }
+    // a topic the source writes to: refused at open, not after the first send's timeout
+    for missing in ["dead", "alerts"] {
+        let mut c = t.source(&brokers, &unique("g"));
+        c.retry = quick;
+        let name = unique(&format!("no-such-{missing}"));
+        if missing == "dead" {
+            c.dead_letters_topic = Some(name.clone());
+        } else {
+            c.alerts_topic = Some(name.clone());
+        }
+        let started = Instant::now();
+        let e = open_err(c);
+        assert!(
+            matches!(&e, KafkaError::MissingTopic { topic, .. } if *topic == name),
+            "{e:?}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(10));
+    }
+    // credentials the broker refuses (this broker has no SASL): an authentication error as
+    // soon as librdkafka reports the failed handshake (tansu: after about 6 s), not the end
+    // of the retries of an unreachable broker
+    let mut c = t.source(&brokers, &unique("g"));
+    c.retry = Retry {
+        attempts: 10,
+        ..quick
+    };
+    c.options = ["security.protocol=SASL_PLAINTEXT", "sasl.mechanism=PLAIN"]
+        .iter()
+        .chain(&["sasl.username=shopdiff", "sasl.password=wrong"])
+        .map(|o| shopdiff_connectors::kafka::parse_option(o).unwrap())
+        .collect();
+    let started = Instant::now();
+    let e = open_err(c);
+    eprintln!("{e} after {:?}", started.elapsed());
+    assert!(matches!(e, KafkaError::Authentication { .. }), "{e:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(18),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(e.to_string().contains("authentication"), "{e}");
+}
+
+#[test]
+fn run_config_file_is_the_twin_of_the_kafka_flags() {
+    let _g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = TempDir::new("kafka-config");
+    std::fs::create_dir_all(&dir.0).unwrap();
+    let file = dir.0.join("run.toml");
+    std::fs::write(
+        &file,
+        r#"
+kafka = "127.0.0.1:9092,127.0.0.1:9093"
+tables = "/data/stream"
+kafka_from = "committed"
+kafka_group = "analytics"
+kafka_idle_ms = 750
+kafka_options = ["security.protocol=SASL_PLAINTEXT", "sasl.mechanism=PLAIN"]
+transactions_topic = "tx"
+behavior_topic = "bh"
+dead_letters_topic = "dl"
+alerts_topic = "alerts"
+batch = 5000
+workers = 3
+http = "127.0.0.1:0"
+"#,
+    )
+    .unwrap();
+    let from_file = run_config(&RunArgs {
+        config: Some(file.clone()),
+        ..RunArgs::default()
+    })
+    .expect("config file");
+    let from_flags = run_config(&RunArgs {
+        kafka: Some("127.0.0.1:9092,127.0.0.1:9093".into()),
+        tables: Some("/data/stream".into()),
+        kafka_from: Some("committed".into()),
+        kafka_group: Some("analytics".into()),
+        kafka_idle_ms: Some(750),
+        kafka_options: vec![
+            "security.protocol=SASL_PLAINTEXT".into(),
+            "sasl.mechanism=PLAIN".into(),
+        ],
+        transactions_topic: Some("tx".into()),
+        behavior_topic: Some("bh".into()),
+        dead_letters_topic: Some("dl".into()),
+        alerts_topic: Some("alerts".into()),
+        batch: Some(5000),
+        workers: Some(3),
+        http: Some("127.0.0.1:0".into()),
+        ..RunArgs::default()
+    })
+    .expect("flags");
+    assert_eq!(format!("{from_file:?}"), format!("{from_flags:?}"));
+    let EventSource::Kafka(k) = &from_file.source else {
+        panic!("{:?}", from_file.source)
+    };
+    assert_eq!(k.brokers, "127.0.0.1:9092,127.0.0.1:9093");
+    assert_eq!(k.tables_dir.as_deref(), Some(Path::new("/data/stream")));
+    assert_eq!(k.start, StartFrom::Committed);
+    assert_eq!(k.group_id, "analytics");
+    assert_eq!(k.idle_ms, 750);
+    assert_eq!(k.batch_records, 5000);
+    assert_eq!(
+        (k.transactions_topic.as_str(), k.behavior_topic.as_str()),
+        ("tx", "bh")
+    );
+    assert_eq!(k.dead_letters_topic.as_deref(), Some("dl"));
+    assert_eq!(k.alerts_topic.as_deref(), Some("alerts"));
+    assert_eq!(k.options.len(), 2);
+    assert_eq!(from_file.workers, 3);
+
+    // the defaults: recover, group shopdiff, alerts to fraud_alerts; --no-alerts turns them off
+    let defaults = |no_alerts: bool| {
+        let c = run_config(&RunArgs {
+            kafka: Some("127.0.0.1:9092".into()),
+            no_alerts,
+            ..RunArgs::default()
+        })
+        .expect("defaults");
+        match c.source {
+            EventSource::Kafka(k) => *k,
+            s => panic!("{s:?}"),
+        }
+    };
+    let k = defaults(false);
+    assert_eq!(k.start, StartFrom::Recover);
+    assert_eq!(k.group_id, "shopdiff");
+    assert_eq!(k.alerts_topic.as_deref(), Some("fraud_alerts"));
+    assert_eq!(k.dead_letters_topic.as_deref(), Some("dead_letters"));
+    assert_eq!(defaults(true).alerts_topic, None);
+    std::fs::write(&file, "kafka = \"127.0.0.1:9092\"\nno_alerts = true\n").unwrap();
+    let c = run_config(&RunArgs {
+        config: Some(file),
+        ..RunArgs::default()
+    })
+    .unwrap();
+    assert!(matches!(&c.source, EventSource::Kafka(k) if k.alerts_topic.is_none()));
+    // Kafka settings without --kafka, and contradictions, are refused
+    for (args, flag) in [
+        (
+            RunArgs {
+                kafka_group: Some("g".into()),
+                ..RunArgs::default()
+            },
+            "--kafka-group goes with --kafka",
+        ),
+        (
+            RunArgs {
+                kafka: Some("127.0.0.1:9092".into()),
+                kafka_from: Some("yesterday".into()),
+                ..RunArgs::default()
+            },
+            "--kafka-from",
+        ),
+        (
+            RunArgs {
+                kafka: Some("127.0.0.1:9092".into()),
+                kafka_options: vec!["no-equals-sign".into()],
+                ..RunArgs::default()
+            },
+            "KEY=VALUE",
+        ),
+        (
+            RunArgs {
+                kafka: Some("127.0.0.1:9092".into()),
+                no_alerts: true,
+                alerts_topic: Some("a".into()),
+                ..RunArgs::default()
+            },
+            "--no-alerts and --alerts-topic",
+        ),
+    ] {
+        let e = run_config(&args).expect_err(flag).to_string();
+        assert!(e.contains(flag), "{e}");
+    }
 }

@@ -138,7 +138,6 @@ fn main() -> anyhow::Result<()> {
                 workers,
                 views: ViewsConfig::default(),
             },
-            alerts_topic: None,
             stop: None,
         })?;
         let s = t.elapsed().as_secs_f64();

@@ -1,9 +1,8 @@
 //! Topics: creation with the admin API, partition counts from metadata, and reading a whole
 //! topic (for tests and tools).
 
-use super::{block_on, client_config, KafkaError, Retry};
+use super::{block_on, client_config, is_authorization_error, KafkaError, Retry, Watch};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::message::{Headers, Message};
@@ -19,22 +18,31 @@ pub fn create_topics(
     partitions: i32,
     retry: &Retry,
 ) -> Result<(), KafkaError> {
-    let admin: AdminClient<DefaultClientContext> =
-        client_config(brokers)
-            .create()
-            .map_err(|source| KafkaError::Client {
-                what: "creating an admin client",
-                topic: topics.join(","),
-                source: Box::new(source),
-            })?;
+    create_topics_with(brokers, &[], topics, partitions, retry)
+}
+
+/// [`create_topics`] with client options (credentials).
+pub fn create_topics_with(
+    brokers: &str,
+    options: &[(String, String)],
+    topics: &[&str],
+    partitions: i32,
+    retry: &Retry,
+) -> Result<(), KafkaError> {
+    let admin: AdminClient<Watch> = client_config(brokers, options)
+        .create_with_context(Watch::default())
+        .map_err(|source| KafkaError::Client {
+            what: "creating an admin client",
+            topic: topics.join(","),
+            source: Box::new(source),
+        })?;
     // a metadata round trip first: it tells "broker down" apart from "request refused"
     let first = topics.first().copied().unwrap_or(super::TRANSACTIONS_TOPIC);
     retry.run(brokers, "create topics", |timeout| {
-        admin
-            .inner()
-            .fetch_metadata(None, timeout)
-            .map(|_| Ok(()))
-            .map_err(|e| e.to_string())
+        match admin.inner().fetch_metadata(None, timeout) {
+            Ok(_) => Ok(Ok(())),
+            Err(e) => admin.inner().context().classify(brokers, e.to_string()),
+        }
     })?;
     let new: Vec<NewTopic<'_>> = topics
         .iter()
@@ -50,6 +58,13 @@ pub fn create_topics(
     for r in results {
         match r {
             Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) if is_authorization_error(Some(code)) => {
+                return Err(KafkaError::NotAuthorized {
+                    topic,
+                    brokers: brokers.to_string(),
+                    detail: format!("creating the topic: {code}"),
+                })
+            }
             Err((topic, code)) => {
                 return Err(KafkaError::CreateTopic {
                     topic,
@@ -62,8 +77,9 @@ pub fn create_topics(
     let deadline = Instant::now() + retry.attempt_timeout;
     for t in topics {
         loop {
-            match fetch_partitions_once(admin.inner(), t, retry.attempt_timeout) {
-                Ok(Some(_)) => break,
+            match fetch_partitions_once(admin.inner(), brokers, t, retry.attempt_timeout) {
+                Ok(Ok(_)) => break,
+                Ok(Err(e @ KafkaError::NotAuthorized { .. })) => return Err(e),
                 _ if Instant::now() >= deadline => {
                     return Err(KafkaError::MissingTopic {
                         topic: t.to_string(),
@@ -77,42 +93,116 @@ pub fn create_topics(
     Ok(())
 }
 
-/// The partitions of `topic`, `Ok(None)` when the topic does not exist, `Err` when the brokers
-/// did not answer.
-fn fetch_partitions_once<C: rdkafka::ClientContext>(
-    client: &rdkafka::client::Client<C>,
+/// Deletes topics and their records (a topic that does not exist is fine). For tests and
+/// tools: a broker whose storage keeps every topic (tansu's SQLite) stays small and fast.
+pub fn delete_topics(brokers: &str, topics: &[&str], retry: &Retry) -> Result<(), KafkaError> {
+    let admin: AdminClient<Watch> = client_config(brokers, &[])
+        .create_with_context(Watch::default())
+        .map_err(|source| KafkaError::Client {
+            what: "creating an admin client",
+            topic: topics.join(","),
+            source: Box::new(source),
+        })?;
+    let opts = AdminOptions::new().operation_timeout(Some(retry.attempt_timeout));
+    let results =
+        block_on(admin.delete_topics(topics, &opts)).map_err(|source| KafkaError::Client {
+            what: "deleting topics",
+            topic: topics.join(","),
+            source: Box::new(source),
+        })?;
+    for r in results {
+        match r {
+            Ok(_) | Err((_, RDKafkaErrorCode::UnknownTopicOrPartition)) => {}
+            Err((topic, code)) => {
+                return Err(KafkaError::DeleteTopic {
+                    topic,
+                    reason: code.to_string(),
+                })
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The partitions of `topic`: `Ok(Err(MissingTopic | NotAuthorized))` when the brokers answer
+/// that the topic does not exist or may not be described, `Err` when they did not answer.
+fn fetch_partitions_once(
+    client: &rdkafka::client::Client<Watch>,
+    brokers: &str,
     topic: &str,
     timeout: Duration,
-) -> Result<Option<Vec<i32>>, String> {
-    let md = client
-        .fetch_metadata(Some(topic), timeout)
-        .map_err(|e| e.to_string())?;
-    let Some(t) = md.topics().iter().find(|t| t.name() == topic) else {
-        return Ok(None);
+) -> Result<Result<Vec<i32>, KafkaError>, String> {
+    let md = match client.fetch_metadata(Some(topic), timeout) {
+        Ok(md) => md,
+        Err(e) if is_authorization_error(e.rdkafka_error_code()) => {
+            return Ok(Err(KafkaError::NotAuthorized {
+                topic: topic.to_string(),
+                brokers: brokers.to_string(),
+                detail: e.to_string(),
+            }))
+        }
+        Err(e) => return client.context().classify(brokers, e.to_string()),
     };
-    if t.error().is_some() || t.partitions().is_empty() {
-        return Ok(None);
+    let missing = || {
+        Ok(Err(KafkaError::MissingTopic {
+            topic: topic.to_string(),
+            brokers: brokers.to_string(),
+        }))
+    };
+    let Some(t) = md.topics().iter().find(|t| t.name() == topic) else {
+        return missing();
+    };
+    if let Some(e) = t.error() {
+        let code = RDKafkaErrorCode::from(e);
+        if is_authorization_error(Some(code)) {
+            return Ok(Err(KafkaError::NotAuthorized {
+                topic: topic.to_string(),
+                brokers: brokers.to_string(),
+                detail: format!("describing the topic: {code}"),
+            }));
+        }
+        return missing();
+    }
+    if t.partitions().is_empty() {
+        return missing();
     }
     let mut ps: Vec<i32> = t.partitions().iter().map(|p| p.id()).collect();
     ps.sort_unstable();
-    Ok(Some(ps))
+    Ok(Ok(ps))
 }
 
-/// The partition ids of `topic`, retrying while the brokers cannot be reached; a missing topic
-/// is an error naming it.
-pub fn fetch_partitions<C: rdkafka::ClientContext>(
-    client: &rdkafka::client::Client<C>,
+/// Serves a consumer's queued events (before any assignment: errors only, one per poll), so
+/// its context sees them.
+pub(crate) fn drain_events(consumer: &BaseConsumer<Watch>) {
+    for _ in 0..1000 {
+        if consumer.poll(Duration::ZERO).is_none() {
+            break;
+        }
+    }
+}
+
+/// The partition ids of `topic`, retrying while the brokers cannot be reached; a missing topic,
+/// refused credentials and a missing ACL are errors saying so. `pump` serves the client's
+/// queued events first (a consumer's errors arrive through its poll).
+pub(crate) fn fetch_partitions(
+    client: &rdkafka::client::Client<Watch>,
     brokers: &str,
     topic: &str,
     retry: &Retry,
+    pump: &dyn Fn(),
 ) -> Result<Vec<i32>, KafkaError> {
     retry.run(brokers, "metadata", |timeout| {
-        fetch_partitions_once(client, topic, timeout).map(|r| {
-            r.ok_or_else(|| KafkaError::MissingTopic {
-                topic: topic.to_string(),
-                brokers: brokers.to_string(),
-            })
-        })
+        let r = fetch_partitions_once(client, brokers, topic, timeout);
+        if r.is_err() {
+            pump();
+            if let Some(detail) = client.context().auth_failure() {
+                return Ok(Err(KafkaError::Authentication {
+                    brokers: brokers.to_string(),
+                    detail,
+                }));
+            }
+        }
+        r
     })
 }
 
@@ -149,12 +239,12 @@ pub fn read_topic(
     topic: &str,
     timeout: Duration,
 ) -> Result<Vec<ReceivedMessage>, KafkaError> {
-    let consumer: BaseConsumer = client_config(brokers)
+    let consumer: BaseConsumer<Watch> = client_config(brokers, &[])
         .set("group.id", format!("shopdiff-read-{topic}"))
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")
         .set("auto.offset.reset", "earliest")
-        .create()
+        .create_with_context(Watch::default())
         .map_err(|source| KafkaError::Client {
             what: "creating a consumer",
             topic: topic.to_string(),
@@ -164,7 +254,9 @@ pub fn read_topic(
         attempts: 3,
         ..Retry::default()
     };
-    let parts = fetch_partitions(consumer.client(), brokers, topic, &retry)?;
+    let parts = fetch_partitions(consumer.client(), brokers, topic, &retry, &|| {
+        drain_events(&consumer)
+    })?;
     let mut tpl = TopicPartitionList::new();
     for p in &parts {
         tpl.add_partition_offset(topic, *p, Offset::Beginning)

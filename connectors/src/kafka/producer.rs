@@ -1,6 +1,6 @@
 //! Producers: event records, dead letters and fraud alerts.
 
-use super::{client_config, KafkaError, Retry};
+use super::{client_config, KafkaError, Retry, Watch};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::ClientContext;
@@ -22,9 +22,14 @@ pub struct Deliveries {
     failed: AtomicU64,
     first_error: Mutex<Option<String>>,
     retry: Mutex<Vec<rdkafka::message::OwnedMessage>>,
+    watch: Watch,
 }
 
-impl ClientContext for Deliveries {}
+impl ClientContext for Deliveries {
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        self.watch.error(error, reason);
+    }
+}
 
 impl ProducerContext for Deliveries {
     type DeliveryOpaque = ();
@@ -70,7 +75,16 @@ pub fn record_key(json: &str) -> Option<String> {
 impl RecordProducer {
     /// Connects to `brokers` (retrying with backoff while they do not answer).
     pub fn connect(brokers: &str, retry: &Retry) -> Result<RecordProducer, KafkaError> {
-        let producer: ThreadedProducer<Deliveries> = client_config(brokers)
+        Self::connect_with(brokers, &[], retry)
+    }
+
+    /// [`connect`](Self::connect) with client options (librdkafka properties: credentials).
+    pub fn connect_with(
+        brokers: &str,
+        options: &[(String, String)],
+        retry: &Retry,
+    ) -> Result<RecordProducer, KafkaError> {
+        let producer: ThreadedProducer<Deliveries> = client_config(brokers, options)
             .set("acks", "all")
             .set("linger.ms", "5")
             .set("batch.num.messages", "10000")
@@ -83,11 +97,10 @@ impl RecordProducer {
                 source: Box::new(source),
             })?;
         retry.run(brokers, "producer", |timeout| {
-            producer
-                .client()
-                .fetch_metadata(None, timeout)
-                .map(|_| Ok(()))
-                .map_err(|e| e.to_string())
+            match producer.client().fetch_metadata(None, timeout) {
+                Ok(_) => Ok(Ok(())),
+                Err(e) => producer.context().watch.classify(brokers, e.to_string()),
+            }
         })?;
         Ok(RecordProducer {
             producer,
@@ -107,7 +120,22 @@ impl RecordProducer {
         payload: &[u8],
         headers: Option<OwnedHeaders>,
     ) -> Result<(), KafkaError> {
+        self.send_to(topic, None, key, payload, headers)
+    }
+
+    /// [`send`](Self::send) into one partition (`None`: the partitioner picks it by key).
+    pub fn send_to(
+        &self,
+        topic: &str,
+        partition: Option<i32>,
+        key: Option<&[u8]>,
+        payload: &[u8],
+        headers: Option<OwnedHeaders>,
+    ) -> Result<(), KafkaError> {
         let mut rec: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic).payload(payload);
+        if let Some(p) = partition {
+            rec = rec.partition(p);
+        }
         if let Some(k) = key {
             rec = rec.key(k);
         }
@@ -152,7 +180,8 @@ impl RecordProducer {
 
     /// Waits until every queued message is delivered; a message that failed (a broker that
     /// restarts answers some requests with errors) is sent again, up to 5 more rounds with a
-    /// growing pause; fails naming the first failure when some are still not delivered.
+    /// growing pause; fails naming the first failure when some are still not delivered. Those
+    /// are kept, and sent again by the next flush.
     pub fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
         let ctx = self.producer.context();
         let lock = |m: &Mutex<Vec<rdkafka::message::OwnedMessage>>| {
@@ -168,8 +197,14 @@ impl RecordProducer {
                 return Ok(());
             }
             if round == 5 {
+                let count = failed.len() as u64;
+                // keep them for the next flush: a caller that retries loses nothing
+                ctx.retry
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .extend(failed);
                 return Err(KafkaError::Undelivered {
-                    count: failed.len() as u64,
+                    count,
                     first: first.clone().unwrap_or_default(),
                 });
             }
@@ -389,6 +424,11 @@ impl AlertProducer {
             )?;
         }
         Ok(msgs.len())
+    }
+
+    /// Messages not delivered since the last flush (a flush sends them again).
+    pub fn failed(&self) -> u64 {
+        self.producer.failed()
     }
 
     pub fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {

@@ -1,9 +1,11 @@
 //! The Kafka source: `transactions` and `behavior` into [`Batch`]es (see the module docs of
 //! [`crate::kafka`] for watermarks, idle partitions and the delivery guarantee).
 
-use super::admin::fetch_partitions;
+use super::admin::{drain_events, fetch_partitions};
 use super::producer::{DeadLetters, RecordProducer};
-use super::{client_config, KafkaError, Retry, BEHAVIOR_TOPIC, TRANSACTIONS_TOPIC};
+use super::{
+    client_config, is_auth_error, KafkaError, Retry, Watch, BEHAVIOR_TOPIC, TRANSACTIONS_TOPIC,
+};
 use crate::ingest::{Fate, Ingest, Stream, TimeConfig};
 use crate::replay::RecordedTables;
 use crate::source::Batch;
@@ -67,6 +69,17 @@ pub struct KafkaSourceConfig {
     pub time: TimeConfig,
     /// Where rejected records go (none: they are only counted).
     pub dead_letters_topic: Option<String>,
+    /// Where the host produces the `fraud_alerts` view's changes (`shopdiff run --kafka`; the
+    /// source itself only checks at open that the topic exists).
+    pub alerts_topic: Option<String>,
+    /// librdkafka properties for every client (consumers, dead-letter and alert producers):
+    /// credentials such as `security.protocol`, `sasl.mechanism`, `sasl.username`,
+    /// `sasl.password`.
+    pub options: Vec<(String, String)>,
+    /// `(index, count)`: this process is member `index` of `count` and consumes partition `p`
+    /// of each topic iff `p % count == index` (see [`assigned_partitions`]). `None`: every
+    /// partition.
+    pub member: Option<(usize, usize)>,
     /// A recorded stream directory whose tables (initial rows, changes) join the events.
     pub tables_dir: Option<PathBuf>,
     pub retry: Retry,
@@ -91,6 +104,9 @@ impl KafkaSourceConfig {
             batch_ms: 200,
             time: TimeConfig::default(),
             dead_letters_topic: Some(super::DEAD_LETTERS_TOPIC.to_string()),
+            alerts_topic: None,
+            options: Vec::new(),
+            member: None,
             tables_dir: None,
             retry: Retry::default(),
             max_messages: None,
@@ -122,26 +138,54 @@ pub struct KafkaStats {
     pub changes_applied: u64,
 }
 
-/// The consumers' context: partition ends are expected (they drive idleness), and other
-/// client-level errors are warnings, reported by us with the topic when they matter.
-struct QuietContext;
-
-impl rdkafka::ClientContext for QuietContext {
-    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
-        if !matches!(error, rdkafka::error::KafkaError::PartitionEOF(_))
-            && !reason.contains("reached end of partition")
-        {
-            tracing::warn!("librdkafka: {error}: {reason}");
-        }
+/// The partitions of `ids` that member `index` of `count` consumes: `p % count == index`
+/// (every partition without a membership). With as many members as partitions or fewer, each
+/// partition has exactly one member and the members' shares differ by at most one partition
+/// when the ids are `0..n`.
+pub fn assigned_partitions(
+    ids: &[i32],
+    member: Option<(usize, usize)>,
+) -> Result<Vec<i32>, KafkaError> {
+    match member {
+        None => Ok(ids.to_vec()),
+        Some((index, count)) if count == 0 || index >= count => Err(KafkaError::Config(format!(
+            "member {index} of {count}: the index must be below the number of members"
+        ))),
+        Some((index, count)) => Ok(ids
+            .iter()
+            .copied()
+            .filter(|p| (*p as i64).rem_euclid(count as i64) == index as i64)
+            .collect()),
     }
 }
 
-impl rdkafka::consumer::ConsumerContext for QuietContext {}
+/// Checks the source's settings against the brokers without consuming: the membership is
+/// valid, the brokers answer (retried as [`KafkaSource::open`] does) and accept the
+/// credentials, and every topic the source reads or writes exists and may be described. The
+/// same errors as `open`, for a caller that wants them before it starts anything else
+/// (`shopdiff run --kafka` checks before it serves).
+pub fn check_topics(cfg: &KafkaSourceConfig) -> Result<(), KafkaError> {
+    assigned_partitions(&[], cfg.member)?;
+    let consumer: BaseConsumer<Watch> = client_config(&cfg.brokers, &cfg.options)
+        .set("group.id", &cfg.group_id)
+        .set("enable.auto.commit", "false")
+        .create_with_context(Watch::default())
+        .map_err(client_err("creating a consumer", &cfg.transactions_topic))?;
+    let pump = || drain_events(&consumer);
+    for topic in [&cfg.transactions_topic, &cfg.behavior_topic]
+        .into_iter()
+        .chain(cfg.dead_letters_topic.iter())
+        .chain(cfg.alerts_topic.iter())
+    {
+        fetch_partitions(consumer.client(), &cfg.brokers, topic, &cfg.retry, &pump)?;
+    }
+    Ok(())
+}
 
 struct Topic {
     name: String,
     stream: Stream,
-    consumer: BaseConsumer<QuietContext>,
+    consumer: BaseConsumer<Watch>,
 }
 
 /// One partition: an input of the [`Ingest`].
@@ -172,6 +216,8 @@ pub struct KafkaSource {
     ingest: Ingest,
     tables: Option<RecordedTables>,
     dead: Option<DeadLetters>,
+    /// Dead letters queued since the last successful flush: flushed before a commit.
+    dead_unflushed: bool,
     stats: KafkaStats,
     in_batch: usize,
     done: bool,
@@ -192,21 +238,23 @@ fn client_err(
 
 impl KafkaSource {
     /// Connects (retrying with backoff while the brokers do not answer), finds the partitions
-    /// of both topics, decides the start offsets and assigns every partition.
+    /// of both topics, checks that the dead-letter and alert topics exist, decides the start
+    /// offsets and assigns the partitions (all, or this member's share).
     pub fn open(cfg: KafkaSourceConfig) -> Result<KafkaSource, KafkaError> {
+        assigned_partitions(&[], cfg.member)?;
         let mut topics = Vec::new();
         for (name, stream) in [
             (&cfg.transactions_topic, Stream::Transactions),
             (&cfg.behavior_topic, Stream::Behavior),
         ] {
-            let consumer: BaseConsumer<QuietContext> = client_config(&cfg.brokers)
+            let consumer: BaseConsumer<Watch> = client_config(&cfg.brokers, &cfg.options)
                 .set("group.id", &cfg.group_id)
                 .set("enable.auto.commit", "false")
                 .set("enable.auto.offset.store", "false")
                 .set("enable.partition.eof", "true")
                 .set("auto.offset.reset", "earliest")
                 .set("fetch.wait.max.ms", "100")
-                .create_with_context(QuietContext)
+                .create_with_context(Watch::default())
                 .map_err(client_err("creating a consumer", name))?;
             topics.push(Topic {
                 name: name.clone(),
@@ -214,11 +262,41 @@ impl KafkaSource {
                 consumer,
             });
         }
+        // before any partition is assigned: a broker busy serving the first fetches of a
+        // backlog (tansu) can be slow to answer a new client's metadata request
+        let dead = match &cfg.dead_letters_topic {
+            Some(topic) => Some(DeadLetters::new(
+                RecordProducer::connect_with(&cfg.brokers, &cfg.options, &cfg.retry)?,
+                topic,
+            )),
+            None => None,
+        };
         let now = Instant::now();
         let mut parts = Vec::new();
         let mut index = HashMap::new();
         for (ti, t) in topics.iter().enumerate() {
-            let ids = fetch_partitions(t.consumer.client(), &cfg.brokers, &t.name, &cfg.retry)?;
+            let pump = || drain_events(&t.consumer);
+            let all = fetch_partitions(
+                t.consumer.client(),
+                &cfg.brokers,
+                &t.name,
+                &cfg.retry,
+                &pump,
+            )?;
+            if ti == 0 {
+                // the topics we write to: a missing one would only fail at the first send
+                for out in [&cfg.dead_letters_topic, &cfg.alerts_topic]
+                    .into_iter()
+                    .flatten()
+                {
+                    fetch_partitions(t.consumer.client(), &cfg.brokers, out, &cfg.retry, &pump)?;
+                }
+            }
+            let ids = assigned_partitions(&all, cfg.member)?;
+            if ids.is_empty() {
+                // more members than partitions: nothing to assign here
+                continue;
+            }
             let starts = start_offsets(&cfg, t, &ids)?;
             let mut tpl = TopicPartitionList::new();
             for (p, (start, committed)) in ids.iter().zip(starts) {
@@ -248,6 +326,10 @@ impl KafkaSource {
                 .map_err(client_err("assigning partitions", &t.name))?;
         }
         let mut ingest = Ingest::with_inputs(cfg.time, parts.len());
+        if parts.is_empty() {
+            // a member without partitions: its one (placeholder) input holds nothing back
+            ingest.close_input(0);
+        }
         let mut stats = KafkaStats::default();
         let tables = match &cfg.tables_dir {
             Some(dir) => {
@@ -260,13 +342,6 @@ impl KafkaSource {
             }
             None => None,
         };
-        let dead = match &cfg.dead_letters_topic {
-            Some(topic) => Some(DeadLetters::new(
-                RecordProducer::connect(&cfg.brokers, &cfg.retry)?,
-                topic,
-            )),
-            None => None,
-        };
         Ok(KafkaSource {
             cfg,
             topics,
@@ -275,6 +350,7 @@ impl KafkaSource {
             ingest,
             tables,
             dead,
+            dead_unflushed: false,
             stats,
             in_batch: 0,
             done: false,
@@ -298,6 +374,11 @@ impl KafkaSource {
     /// Whether the source has ended ([`EndAt::EndOfTopics`] or `max_messages`).
     pub fn is_done(&self) -> bool {
         self.done
+    }
+
+    /// Whether every assigned partition has been read to its end (true with none assigned).
+    pub fn all_at_end(&self) -> bool {
+        self.parts.iter().all(|p| p.at_end)
     }
 
     /// `(topic, partition, committed offset)` of every partition (-1: none).
@@ -419,6 +500,14 @@ impl KafkaSource {
                     source: Box::new(e),
                 })
             }
+            Err(e) if is_auth_error(e.rdkafka_error_code()) => {
+                // credentials refused (revoked while running): no retry fixes that; what was
+                // committed stays committed
+                return Err(KafkaError::Authentication {
+                    brokers: self.cfg.brokers.clone(),
+                    detail: format!("consuming {}: {e}", topic.name),
+                });
+            }
             Err(e) => {
                 // transient (a broker restart): librdkafka reconnects and resumes on its own
                 self.stats.consume_errors += 1;
@@ -508,6 +597,7 @@ impl KafkaSource {
                         m.key(),
                         payload,
                     )?;
+                    self.dead_unflushed = true;
                     self.stats.dead_letters += 1;
                 }
                 t
@@ -552,8 +642,23 @@ impl KafkaSource {
 
     /// The engine has completed every view at `as_of`: commits, per partition, the offset after
     /// the last record whose effects (and those of every earlier record of the partition) are
-    /// at or before `as_of`. Returns the number of partitions committed.
+    /// at or before `as_of`. Dead letters queued so far are delivered first (a record is only
+    /// committed once its dead letter is in the topic; on a failure nothing is committed and
+    /// the next completion tries again). Returns the number of partitions committed.
     pub fn completed(&mut self, as_of: u64) -> Result<usize, KafkaError> {
+        let due = self
+            .parts
+            .iter()
+            .any(|p| p.pending.front().is_some_and(|(t, _)| *t <= as_of));
+        if !due {
+            return Ok(0);
+        }
+        if self.dead_unflushed {
+            if let Some(d) = &self.dead {
+                d.flush(Duration::from_secs(30))?;
+            }
+            self.dead_unflushed = false;
+        }
         let mut n = 0;
         for ti in 0..self.topics.len() {
             let mut tpl = TopicPartitionList::new();
@@ -678,4 +783,53 @@ fn start_offsets(
         }
     };
     Ok(starts.into_iter().zip(committed).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_partition_without_a_membership() {
+        assert_eq!(
+            assigned_partitions(&[0, 1, 2, 3], None).unwrap(),
+            [0, 1, 2, 3]
+        );
+    }
+
+    #[test]
+    fn members_share_the_partitions_exactly_once() {
+        let ids: Vec<i32> = (0..4).collect();
+        assert_eq!(assigned_partitions(&ids, Some((0, 2))).unwrap(), [0, 2]);
+        assert_eq!(assigned_partitions(&ids, Some((1, 2))).unwrap(), [1, 3]);
+        assert_eq!(assigned_partitions(&ids, Some((0, 1))).unwrap(), ids);
+        // more members than partitions: the last ones get none
+        assert_eq!(assigned_partitions(&ids, Some((3, 5))).unwrap(), [3]);
+        assert!(assigned_partitions(&ids, Some((4, 5))).unwrap().is_empty());
+        for n in 1..=12i32 {
+            let ids: Vec<i32> = (0..n).collect();
+            for count in 1..=6usize {
+                let mut seen = Vec::new();
+                let mut shares = Vec::new();
+                for index in 0..count {
+                    let mine = assigned_partitions(&ids, Some((index, count))).unwrap();
+                    shares.push(mine.len());
+                    seen.extend(mine);
+                }
+                seen.sort_unstable();
+                assert_eq!(seen, ids, "{n} partitions, {count} members");
+                let (lo, hi) = (shares.iter().min().unwrap(), shares.iter().max().unwrap());
+                assert!(hi - lo <= 1, "{n} partitions, {count} members: {shares:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_bad_membership_is_refused() {
+        for m in [(0, 0), (2, 2), (5, 3)] {
+            let e = assigned_partitions(&[0, 1], Some(m)).unwrap_err();
+            assert!(matches!(e, KafkaError::Config(_)), "{e:?}");
+            assert!(e.to_string().contains("member"), "{e}");
+        }
+    }
 }
