@@ -88,7 +88,13 @@
 //! of a cluster thus read each partition exactly once, and their shares differ by at most one
 //! partition. Only the assigned partitions are watermark inputs, so each member's frontier
 //! covers its own share; the cluster's `as_of` is the smallest over the members. A member with
-//! no partition (more members than partitions) holds nothing back. A member reads
+//! no partition (more members than partitions) holds nothing back. A member whose partitions
+//! are all idle ([`KafkaSource::all_idle`]) follows the others with
+//! [`KafkaSource::raise_watermark`] (`shopdiff run` does it with the frontier the other
+//! processes fed), so an idle share never holds the cluster's `as_of` back, exactly as an idle
+//! partition does not hold one process's watermark back. De-duplication is per member: a
+//! re-delivery lands in the same partition (same key), so it is caught; two deliveries of one
+//! identity under different keys read by different members would both count. A member reads
 //! `tables_dir` like any source: give it to one member only, or the tables count once per
 //! member. `Engine::feed` then spreads the records round-robin over the workers and
 //! differential exchanges them by key. Order is kept within a partition only; records of

@@ -66,6 +66,29 @@ impl RunConfig {
     pub fn reads_sources(&self) -> bool {
         self.cluster.as_ref().is_none_or(|c| c.process == 0)
     }
+
+    /// Does this process read events? Process 0 does; with Kafka every process of a cluster
+    /// reads its share of the partitions ([`RunConfig::kafka_share`]).
+    pub fn reads_events(&self) -> bool {
+        self.reads_sources() || matches!(self.source, EventSource::Kafka(_))
+    }
+
+    /// This process's Kafka source: in a cluster of N processes, process `i` consumes the
+    /// partitions `p` with `p % N == i` (each read once in the cluster), and only process 0
+    /// takes the tables from files (PostgreSQL is read by process 0 as well).
+    pub fn kafka_share(
+        &self,
+        k: &shopdiff_connectors::kafka::KafkaSourceConfig,
+    ) -> shopdiff_connectors::kafka::KafkaSourceConfig {
+        let mut k = k.clone();
+        if let Some(c) = &self.cluster {
+            k.member = Some((c.process, c.processes()));
+            if c.process != 0 {
+                k.tables_dir = None;
+            }
+        }
+        k
+    }
 }
 
 /// Milliseconds since the epoch.
@@ -112,9 +135,14 @@ impl Job {
             )?),
             None => None,
         };
-        let alerts = crate::alerts_task::AlertsTask::for_run(cfg, engine.stores())?;
+        // every process holds every view: one of them produces the alerts
+        let alerts = if cfg.reads_sources() {
+            crate::alerts_task::AlertsTask::for_run(cfg, engine.stores())?
+        } else {
+            None
+        };
         let stop = Arc::new(AtomicBool::new(false));
-        let feeder = if cfg.reads_sources() {
+        let feeder = if cfg.reads_events() {
             let (engine, stop, cfg) = (engine.clone(), stop.clone(), cfg.clone());
             Some(
                 std::thread::Builder::new()
@@ -141,7 +169,22 @@ impl Job {
     /// Stops the source; returns its error, if it failed.
     pub fn stop(&mut self) -> Result<(), String> {
         self.stop.store(true, Ordering::Relaxed);
-        let source = match self.feeder.take().map(|h| h.join()) {
+        let mut feeder = self.feeder.take();
+        if self.engine.cluster().is_some() {
+            // in a cluster the source may wait on workers that wait on a process that is
+            // gone or stuck: give it a few seconds, then leave it to the process exit
+            let t0 = Instant::now();
+            while feeder.as_ref().is_some_and(|h| !h.is_finished())
+                && t0.elapsed() < Duration::from_secs(5)
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if feeder.as_ref().is_some_and(|h| !h.is_finished()) {
+                tracing::warn!("the source thread did not stop within 5 s; leaving it");
+                feeder = None;
+            }
+        }
+        let source = match feeder.map(|h| h.join()) {
             Some(Ok(r)) => r,
             Some(Err(_)) => Err("the source thread panicked".into()),
             None => Ok(()),
@@ -218,7 +261,11 @@ fn feed(
     metrics: &Metrics,
     stop: &AtomicBool,
 ) -> Result<(), String> {
-    let mut cdc = start_cdc(cfg)?;
+    let mut cdc = if cfg.reads_sources() {
+        start_cdc(cfg)?
+    } else {
+        None
+    };
     match &cfg.source {
         EventSource::Replay { dir, batch } if cdc.is_some() => {
             let Some(cdc) = cdc.as_mut() else {
@@ -266,13 +313,21 @@ fn feed(
             Ok(())
         }
         EventSource::Kafka(kcfg) => {
-            let mut source = shopdiff_connectors::kafka::KafkaSource::open((**kcfg).clone())
+            let mut source = shopdiff_connectors::kafka::KafkaSource::open(cfg.kafka_share(kcfg))
                 .map_err(|e| e.to_string())?;
             let mut last_done = None;
             while !stop.load(Ordering::Relaxed) {
                 let Some(mut b) = source.next_batch().map_err(|e| e.to_string())? else {
                     break;
                 };
+                // a cluster member whose partitions are all idle follows the others: its
+                // input frontier must not hold the cluster's as_of back (as one process, idle
+                // partitions do not hold the watermark back either)
+                let peer = engine.peer_frontier();
+                if cfg.cluster.is_some() && source.all_idle() && peer > b.frontier {
+                    source.raise_watermark(peer as shopdiff_schemas::time::Ms);
+                    b.frontier = b.frontier.max(source.frontier());
+                }
                 if let Some(cdc) = cdc.as_mut() {
                     cdc.merge(&mut b).map_err(|e| e.to_string())?;
                     cdc.ack_completed(engine.stores());

@@ -1158,3 +1158,82 @@ http = "127.0.0.1:0"
         assert!(e.contains(flag), "{e}");
     }
 }
+
+/// Issues 5 and 7: in a cluster of two processes each partition is read once, by one
+/// process (`p % 2`), with per-process watermarks; a process whose partitions are idle follows
+/// the other, so both processes end at the replay's `as_of` with exactly its views, and the
+/// offsets of every partition are committed by its reader.
+#[test]
+fn a_two_process_cluster_reads_each_partition_once_and_equals_the_replay() {
+    let _g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(brokers) =
+        brokers("a_two_process_cluster_reads_each_partition_once_and_equals_the_replay")
+    else {
+        return;
+    };
+    let rt = RunTopics::create(&brokers, "cluster");
+    let dir = TempDir::new("kafka-cluster");
+    let produced = produce(&brokers, &workload(23, 8_000), &dir.0, &rt.t);
+    let want = replay_snapshot(&dir.0);
+    let final_as_of = want["rfm"].0.expect("replay as_of");
+    let group = unique("cluster");
+    let port = (0..200u16)
+        .map(|i| {
+            21_000
+                + (std::process::id() as u16)
+                    .wrapping_mul(13)
+                    .wrapping_add(i * 101)
+                    % 30_000
+        })
+        .find(|p| (0..2).all(|k| std::net::TcpListener::bind(("127.0.0.1", p + k)).is_ok()))
+        .expect("two free ports");
+    let served: Vec<Served> = (0..2)
+        .map(|p| {
+            let mut a = rt.args(&brokers, &group, &dir.0);
+            a.workers = Some(1);
+            a.cluster = shopdiff_server::cli_cluster::ClusterArgs {
+                processes: Some(2),
+                process: Some(p),
+                cluster_port: Some(port),
+                ..Default::default()
+            };
+            let cfg = run_config(&a).expect("run config");
+            Served::start(&cfg).expect("shopdiff run --kafka in a cluster")
+        })
+        .collect();
+    for (p, s) in served.iter().enumerate() {
+        let stores = s.job.engine.stores().clone();
+        wait_for(
+            &format!("process {p} to reach the replay's as_of"),
+            120,
+            || stores.as_of() == Some(final_as_of),
+        );
+        assert_same(&format!("process {p} vs replay"), &snapshot(&stores), &want);
+    }
+    let source_cfg = rt.t.source(&brokers, &group);
+    wait_for("every partition's offset to be committed", 30, || {
+        committed_sum(source_cfg.clone()) == produced as i64
+    });
+    // one record an hour later, into partition 0 (read by process 0 only): process 1's
+    // partitions stay idle, and it must follow, or the cluster's as_of would stay behind
+    let later = final_as_of + 3_600_000;
+    let line = format!(
+        r#"{{"transaction_id":"T-later","product_id":"P-later","user_id":"U-later","timestamp":"{}","price":1.0,"quantity":1,"currency":"USD"}}"#,
+        shopdiff_schemas::time::format_rfc3339(later as i64)
+    );
+    let p = RecordProducer::connect(&brokers, &Retry::default()).expect("producer");
+    p.send_to(&rt.t.tx, Some(0), None, line.as_bytes(), None)
+        .expect("send");
+    p.flush(Duration::from_secs(30)).expect("flush");
+    for (i, s) in served.iter().enumerate() {
+        let stores = s.job.engine.stores().clone();
+        wait_for(
+            &format!("process {i} to follow to the later record"),
+            60,
+            || stores.as_of() == Some(later),
+        );
+    }
+    for s in served {
+        s.stop().expect("stopping");
+    }
+}

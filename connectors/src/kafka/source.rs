@@ -376,6 +376,24 @@ impl KafkaSource {
         self.done
     }
 
+    /// Whether every assigned partition is idle (at its end and quiet for `idle_ms`), so none
+    /// holds the watermark back (true with none assigned).
+    pub fn all_idle(&self) -> bool {
+        self.parts.iter().all(|p| p.idle)
+    }
+
+    /// Raises the watermark to at least `w` (it never goes back): a cluster member whose
+    /// partitions are all idle follows the other members this way, so it does not hold the
+    /// cluster's `as_of` back. Its records older than `w` that arrive later are late.
+    pub fn raise_watermark(&mut self, w: shopdiff_schemas::time::Ms) {
+        self.ingest.raise_watermark(w);
+    }
+
+    /// The frontier of the next batch (every later record takes effect at or after it).
+    pub fn frontier(&self) -> u64 {
+        self.ingest.frontier()
+    }
+
     /// Whether every assigned partition has been read to its end (true with none assigned).
     pub fn all_at_end(&self) -> bool {
         self.parts.iter().all(|p| p.at_end)
