@@ -76,6 +76,48 @@ impl KeyVal {
 /// A primary key.
 pub type Key = Vec<KeyVal>;
 
+/// A primary key encoded so that its bytes compare as the key does (the order of [`KeyVal`],
+/// column by column): the stores' maps compare keys with one `memcmp` instead of walking
+/// enums of strings. Each value is a tag byte (null < bool < integer < string), then a bool as
+/// one byte, an integer as its big-endian bits with the sign flipped, a string as its bytes
+/// with `0x00` escaped as `00 FF` and ended by `00 00` (so a prefix sorts first).
+type EncKey = Box<[u8]>;
+
+fn enc_null(out: &mut Vec<u8>) {
+    out.push(0);
+}
+fn enc_bool(out: &mut Vec<u8>, b: bool) {
+    out.extend_from_slice(&[1, b as u8]);
+}
+fn enc_int(out: &mut Vec<u8>, i: i64) {
+    out.push(2);
+    out.extend_from_slice(&((i as u64) ^ (1 << 63)).to_be_bytes());
+}
+fn enc_str(out: &mut Vec<u8>, s: &str) {
+    out.push(3);
+    for &b in s.as_bytes() {
+        if b == 0 {
+            out.extend_from_slice(&[0, 0xFF]);
+        } else {
+            out.push(b);
+        }
+    }
+    out.extend_from_slice(&[0, 0]);
+}
+
+fn enc_keyvals(k: &[KeyVal]) -> EncKey {
+    let mut out = Vec::with_capacity(16 * k.len());
+    for v in k {
+        match v {
+            KeyVal::Null => enc_null(&mut out),
+            KeyVal::Bool(b) => enc_bool(&mut out, *b),
+            KeyVal::Int(i) => enc_int(&mut out, *i),
+            KeyVal::Str(s) => enc_str(&mut out, s),
+        }
+    }
+    out.into_boxed_slice()
+}
+
 /// How much history a store keeps for `as_of=` reads and `since=` resumes.
 #[derive(Debug, Clone, Copy)]
 pub struct HistoryConfig {
@@ -138,7 +180,7 @@ struct Folded<R> {
 }
 
 struct Inner<R> {
-    rows: BTreeMap<Key, Vec<(R, isize)>>,
+    rows: BTreeMap<EncKey, Vec<(R, isize)>>,
     count: usize,
     pending: Vec<(R, u64, isize)>,
     history: VecDeque<Folded<R>>,
@@ -158,8 +200,22 @@ pub struct ViewStore<R: Row> {
     history: HistoryConfig,
 }
 
-fn key_of<R: Row>(def: &ViewDef, r: &R) -> Key {
-    r.values(0)[..def.key_len].iter().map(KeyVal::of).collect()
+/// The row's primary key, encoded (see [`EncKey`]); the same as [`enc_keyvals`] of its
+/// [`KeyVal`]s.
+fn key_of<R: Row>(def: &ViewDef, r: &R) -> EncKey {
+    let mut out = Vec::with_capacity(16 * def.key_len);
+    for v in &r.values(0)[..def.key_len] {
+        match v {
+            Value::Null => enc_null(&mut out),
+            Value::Bool(b) => enc_bool(&mut out, *b),
+            Value::Int(i) | Value::Money(i) | Value::Time(i) | Value::Ratio(i, _) => {
+                enc_int(&mut out, *i)
+            }
+            Value::Number(n) => enc_int(&mut out, n.to_bits() as i64),
+            Value::Str(s) => enc_str(&mut out, s),
+        }
+    }
+    out.into_boxed_slice()
 }
 
 fn delta_values<R: Row>(def: &ViewDef, r: &R, as_of: u64) -> Vec<Value> {
@@ -220,25 +276,39 @@ impl<R: Row> ViewStore<R> {
         rows
     }
 
+    /// Adds `d` copies of `r` under `key`; a key left without rows is removed (so a fold
+    /// costs its changes, never a pass over every row).
     fn apply(
-        rows: &mut BTreeMap<Key, Vec<(R, isize)>>,
+        rows: &mut BTreeMap<EncKey, Vec<(R, isize)>>,
         count: &mut usize,
-        key: Key,
+        key: EncKey,
         r: R,
         d: isize,
     ) {
-        let slot = rows.entry(key).or_default();
-        match slot.iter_mut().position(|(x, _)| *x == r) {
-            Some(i) => {
-                slot[i].1 += d;
-                if slot[i].1 == 0 {
-                    slot.swap_remove(i);
-                    *count -= 1;
-                }
-            }
-            None => {
-                slot.push((r, d));
+        use std::collections::btree_map::Entry;
+        match rows.entry(key) {
+            Entry::Vacant(e) => {
+                e.insert(vec![(r, d)]);
                 *count += 1;
+            }
+            Entry::Occupied(mut e) => {
+                let slot = e.get_mut();
+                match slot.iter_mut().position(|(x, _)| *x == r) {
+                    Some(i) => {
+                        slot[i].1 += d;
+                        if slot[i].1 == 0 {
+                            slot.swap_remove(i);
+                            *count -= 1;
+                            if slot.is_empty() {
+                                e.remove();
+                            }
+                        }
+                    }
+                    None => {
+                        slot.push((r, d));
+                        *count += 1;
+                    }
+                }
             }
         }
     }
@@ -251,22 +321,30 @@ impl<R: Row> ViewStore<R> {
         let g = &mut *g;
         g.frontier = g.frontier.max(frontier);
         let pending = std::mem::take(&mut g.pending);
-        let (now, keep): (Vec<_>, Vec<_>) =
-            pending.into_iter().partition(|(_, t, _)| *t < frontier);
-        g.pending = keep;
-        let mut consolidated: HashMap<R, isize> = HashMap::new();
+        // usually every pending update is below the new frontier: no copy then
+        let now = if pending.iter().all(|(_, t, _)| *t < frontier) {
+            pending
+        } else {
+            let (now, keep): (Vec<_>, Vec<_>) =
+                pending.into_iter().partition(|(_, t, _)| *t < frontier);
+            g.pending = keep;
+            now
+        };
+        let mut consolidated: HashMap<&R, isize> = HashMap::with_capacity(now.len());
         for (r, _, d) in &now {
-            *consolidated.entry(r.clone()).or_insert(0) += d;
+            *consolidated.entry(r).or_insert(0) += d;
         }
-        consolidated.retain(|_, d| *d != 0);
-        let mut changes: Vec<(R, isize)> = consolidated.into_iter().collect();
+        let mut changes: Vec<(R, isize)> = consolidated
+            .into_iter()
+            .filter(|(_, d)| *d != 0)
+            .map(|(r, d)| (r.clone(), d))
+            .collect();
         // retractions first, so a key's old row leaves before its new row arrives
         changes.sort_by_key(|(_, d)| *d > 0);
         for (r, d) in &changes {
             let key = key_of(&self.def, r);
             Self::apply(&mut g.rows, &mut g.count, key, r.clone(), *d);
         }
-        g.rows.retain(|_, v| !v.is_empty());
         // history
         if !now.is_empty() {
             g.history_len += now.len();
@@ -338,7 +416,7 @@ impl<R: Row> ViewStore<R> {
                 }
             }
         }
-        let mut all: BTreeMap<Key, Vec<(R, isize)>> = g.rows.clone();
+        let mut all: BTreeMap<EncKey, Vec<(R, isize)>> = g.rows.clone();
         let mut count = g.count;
         let mut undo: Vec<(R, isize)> = undo.into_iter().filter(|(_, d)| *d != 0).collect();
         undo.sort_by_key(|(_, d)| *d > 0);
@@ -541,7 +619,7 @@ impl<R: Row> AnyView for ViewStore<R> {
         let mut out: Vec<Vec<Value>> = Vec::new();
         if as_of >= current {
             let iter: Box<dyn Iterator<Item = &(R, isize)>> = match &sel.key {
-                Some(k) => Box::new(g.rows.get(k).into_iter().flatten()),
+                Some(k) => Box::new(g.rows.get(&enc_keyvals(k)).into_iter().flatten()),
                 None => Box::new(g.rows.values().flatten()),
             };
             let want = sel.limit.map(|l| sel.offset.saturating_add(l));
@@ -936,6 +1014,28 @@ mod tests {
             segment,
             customers,
             monetary: customers * 100,
+        }
+    }
+
+    fn keyval() -> impl proptest::strategy::Strategy<Value = KeyVal> {
+        use proptest::prelude::*;
+        prop_oneof![
+            Just(KeyVal::Null),
+            any::<bool>().prop_map(KeyVal::Bool),
+            prop_oneof![any::<i64>(), -3i64..3, Just(i64::MIN), Just(i64::MAX)]
+                .prop_map(KeyVal::Int),
+            "[a\\x00\\x01\\xFFé]{0,4}".prop_map(|s| KeyVal::Str(Str::from(s))),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Encoded keys compare exactly as the keys do, and equal only when the keys are.
+        #[test]
+        fn encoded_keys_keep_the_key_order(
+            a in proptest::collection::vec(keyval(), 1..4),
+            b in proptest::collection::vec(keyval(), 1..4),
+        ) {
+            proptest::prop_assert_eq!(enc_keyvals(&a).cmp(&enc_keyvals(&b)), a.cmp(&b));
         }
     }
 
