@@ -40,13 +40,6 @@ pub fn dimensions(l: &Line) -> [(Dimension, Str); 8] {
     ]
 }
 
-fn keys(l: &Line, g: Granularity) -> impl Iterator<Item = RevKey> + '_ {
-    let bucket = g.bucket(l.ts);
-    dimensions(l)
-        .into_iter()
-        .map(move |(d, v)| (d, v, bucket, l.currency.clone()))
-}
-
 // Positions in the summed vector.
 const LINES: usize = 0;
 const ORDERS: usize = 1;
@@ -99,7 +92,9 @@ pub fn revenue_priced<'s>(
                 s.0[MATCHED] = 1;
             }
             let tx = id_hash(&l.transaction_id);
-            keys(&l, g).map(move |k| (k, (tx, s))).collect::<Vec<_>>()
+            let bucket = g.bucket(l.ts);
+            // an array, not a vector: no allocation per line
+            dimensions(&l).map(|(d, v)| ((d, v, bucket, l.currency.clone()), (tx, s)))
         })
         .fold_by_key("Revenue", |_k, s: &KeySums| {
             let mut v = s.sums;

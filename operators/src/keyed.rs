@@ -152,12 +152,8 @@ where
                             updates.sort_unstable_by(|a, b| (a.0).0.cmp(&(b.0).0));
                             let mut updates = updates.into_iter().peekable();
                             while let Some(((key, v), d)) = updates.next() {
-                                if !states.contains_key(&key) {
-                                    states.insert(key.clone(), S::default());
-                                }
-                                let Some(state) = states.get_mut(&key) else {
-                                    continue;
-                                };
+                                // one lookup (and a clone of the key, inline for short keys)
+                                let state = states.entry(key.clone()).or_default();
                                 let old = out(&key, state);
                                 state.add(&v, d);
                                 while let Some(((_, v), d)) =
