@@ -67,6 +67,8 @@ pub fn rfm_segments<'s>(rfm: Coll<'s, RfmRow>) -> Coll<'s, SegmentRow> {
 struct Buyer {
     times: BTreeMap<Ms, isize>,
     txs: HashMap<u64, isize>,
+    /// How many of `txs` have a positive count (kept as they change: no pass over `txs`).
+    frequency: i64,
     lines: isize,
     net: i64,
 }
@@ -80,8 +82,7 @@ impl Buyer {
             .rev()
             .find(|(_, n)| **n > 0)
             .map(|(t, _)| *t)?;
-        let frequency = self.txs.values().filter(|n| **n > 0).count() as i64;
-        (self.lines > 0).then_some((last, frequency, self.net))
+        (self.lines > 0).then_some((last, self.frequency, self.net))
     }
 }
 
@@ -93,7 +94,9 @@ impl Fold<(Ms, u64, Cents)> for Buyer {
             self.times.remove(ts);
         }
         let n = self.txs.entry(*tx).or_insert(0);
+        let before = *n > 0;
         *n += diff;
+        self.frequency += (*n > 0) as i64 - before as i64;
         if *n == 0 {
             self.txs.remove(tx);
         }
