@@ -21,7 +21,8 @@ pub use runtime::{ClusterConfig, Engine, EngineConfig};
 pub use store::{AnyView, Stores};
 
 /// mimalloc for every binary that links the engine: the dataflows allocate and free many small
-/// vectors and strings per record, where glibc's allocator spent about a tenth of the workers'
-/// time and gave memory back to the kernel only to fault it in again (see README, "Throughput").
+/// vectors and strings per record, where glibc's allocator took about a tenth of the workers'
+/// samples. Measured in one window (README, "Throughput"): all views 10-14% faster, peak RSS
+/// about 10% higher.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
