@@ -8,9 +8,8 @@
 //!   arrangements).
 
 use crate::common::{id_hash, Coll};
-use hashbrown::HashMap;
 use serde::{Deserialize, Serialize};
-use shopdiff_operators::keyed::{Fold, Keyed};
+use shopdiff_operators::keyed::{Distinct, Fold, Keyed};
 use shopdiff_schemas::records::{Event, EventKind, Line};
 use shopdiff_schemas::rows::ProductPerfRow;
 use shopdiff_schemas::time::day_start;
@@ -30,8 +29,7 @@ struct Perf {
     carts: isize,
     units: i64,
     lines: isize,
-    txs: HashMap<u64, isize>,
-    orders: usize,
+    txs: Distinct<u64>,
 }
 
 impl Fold<Activity> for Perf {
@@ -42,18 +40,7 @@ impl Fold<Activity> for Perf {
             Activity::Line(tx, units) => {
                 self.units += units * diff as i64;
                 self.lines += diff;
-                let n = self.txs.entry(*tx).or_insert(0);
-                let before = *n > 0;
-                *n += diff;
-                let after = *n > 0;
-                if *n == 0 {
-                    self.txs.remove(tx);
-                }
-                match (before, after) {
-                    (false, true) => self.orders += 1,
-                    (true, false) => self.orders -= 1,
-                    _ => {}
-                }
+                self.txs.add(tx, diff);
             }
         }
     }
@@ -91,7 +78,7 @@ pub fn product_performance<'s>(
     from_events
         .concat(from_lines)
         .fold_by_key("ProductPerf", |_k, p: &Perf| {
-            let row = (p.views, p.carts, p.orders, p.units);
+            let row = (p.views, p.carts, p.txs.count(), p.units);
             (row != (0, 0, 0, 0)).then_some(row)
         })
         .map(

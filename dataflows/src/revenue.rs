@@ -13,8 +13,7 @@
 
 use crate::common::{id_hash, Coll, Sums7};
 use differential_dataflow::difference::{IsZero, Multiply, Semigroup};
-use hashbrown::HashMap;
-use shopdiff_operators::keyed::{Fold, Keyed, LeftJoin};
+use shopdiff_operators::keyed::{Distinct, Fold, Keyed, LeftJoin};
 use shopdiff_schemas::records::Line;
 use shopdiff_schemas::rows::{Dimension, RevenueRow};
 use shopdiff_schemas::tables::Product;
@@ -98,7 +97,7 @@ pub fn revenue_priced<'s>(
         })
         .fold_by_key("Revenue", |_k, s: &KeySums| {
             let mut v = s.sums;
-            v.0[ORDERS] = s.orders as isize;
+            v.0[ORDERS] = s.txs.count() as isize;
             (!v.is_zero()).then_some(v)
         })
         .map(|((dimension, value, bucket, currency), s)| RevenueRow {
@@ -121,25 +120,13 @@ pub fn revenue_priced<'s>(
 #[derive(Default)]
 struct KeySums {
     sums: Sums7,
-    txs: HashMap<u64, isize>,
-    orders: usize,
+    txs: Distinct<u64>,
 }
 
 impl Fold<(u64, Sums7)> for KeySums {
     fn add(&mut self, (tx, m): &(u64, Sums7), diff: isize) {
         self.sums.plus_equals(&m.multiply(&diff));
-        let n = self.txs.entry(*tx).or_insert(0);
-        let before = *n > 0;
-        *n += diff;
-        let after = *n > 0;
-        if *n == 0 {
-            self.txs.remove(tx);
-        }
-        match (before, after) {
-            (false, true) => self.orders += 1,
-            (true, false) => self.orders -= 1,
-            _ => {}
-        }
+        self.txs.add(tx, diff);
     }
     fn is_empty(&self) -> bool {
         self.txs.is_empty() && self.sums.is_zero()

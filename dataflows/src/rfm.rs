@@ -17,9 +17,8 @@
 //!   segments sum the rows in a hash map ([`SumByKey::sum_by_key`]).
 
 use crate::common::{id_hash, Coll};
-use hashbrown::HashMap;
 use serde::{Deserialize, Serialize};
-use shopdiff_operators::keyed::{Fold, Keyed, SumByKey};
+use shopdiff_operators::keyed::{Distinct, Fold, Keyed, SumByKey};
 use shopdiff_operators::rank::Ntile;
 use shopdiff_schemas::money::Cents;
 use shopdiff_schemas::records::Line;
@@ -66,9 +65,7 @@ pub fn rfm_segments<'s>(rfm: Coll<'s, RfmRow>) -> Coll<'s, SegmentRow> {
 #[derive(Default)]
 struct Buyer {
     times: BTreeMap<Ms, isize>,
-    txs: HashMap<u64, isize>,
-    /// How many of `txs` have a positive count (kept as they change: no pass over `txs`).
-    frequency: i64,
+    txs: Distinct<u64>,
     lines: isize,
     net: i64,
 }
@@ -82,7 +79,7 @@ impl Buyer {
             .rev()
             .find(|(_, n)| **n > 0)
             .map(|(t, _)| *t)?;
-        (self.lines > 0).then_some((last, self.frequency, self.net))
+        (self.lines > 0).then_some((last, self.txs.count() as i64, self.net))
     }
 }
 
@@ -93,13 +90,7 @@ impl Fold<(Ms, u64, Cents)> for Buyer {
         if *n == 0 {
             self.times.remove(ts);
         }
-        let n = self.txs.entry(*tx).or_insert(0);
-        let before = *n > 0;
-        *n += diff;
-        self.frequency += (*n > 0) as i64 - before as i64;
-        if *n == 0 {
-            self.txs.remove(tx);
-        }
+        self.txs.add(tx, diff);
         self.lines += diff;
         self.net += net * diff as i64;
     }

@@ -111,6 +111,51 @@ pub trait Fold<V>: Default + 'static {
     fn is_empty(&self) -> bool;
 }
 
+/// A multiset of values with the number of distinct values it holds (those with a positive
+/// count), kept as values come and go: a distinct count that survives retractions, O(1) per
+/// update. A [`Fold`] of its own (windowed distinct counts) and a part of larger per-key states
+/// (distinct transactions of a revenue key, a product, a customer).
+pub struct Distinct<X> {
+    counts: HashMap<X, isize>,
+    positive: usize,
+}
+
+impl<X> Default for Distinct<X> {
+    fn default() -> Self {
+        Distinct {
+            counts: HashMap::new(),
+            positive: 0,
+        }
+    }
+}
+
+impl<X> Distinct<X> {
+    /// How many distinct values have a positive count.
+    pub fn count(&self) -> usize {
+        self.positive
+    }
+}
+
+impl<X: Clone + Eq + std::hash::Hash + 'static> Fold<X> for Distinct<X> {
+    fn add(&mut self, x: &X, diff: isize) {
+        let n = self.counts.entry(x.clone()).or_insert(0);
+        let before = *n > 0;
+        *n += diff;
+        let after = *n > 0;
+        if *n == 0 {
+            self.counts.remove(x);
+        }
+        match (before, after) {
+            (false, true) => self.positive += 1,
+            (true, false) => self.positive -= 1,
+            _ => {}
+        }
+    }
+    fn is_empty(&self) -> bool {
+        self.counts.is_empty()
+    }
+}
+
 /// [`Keyed::fold_by_key`] on collections of `(K, V)`.
 pub trait Keyed<'scope, K, V> {
     /// Folds each key's values into a state `S`; the key's row is `out(key, state)` (none

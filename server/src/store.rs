@@ -341,9 +341,18 @@ impl<R: Row> ViewStore<R> {
             .collect();
         // retractions first, so a key's old row leaves before its new row arrives
         changes.sort_by_key(|(_, d)| *d > 0);
-        for (r, d) in &changes {
-            let key = key_of(&self.def, r);
-            Self::apply(&mut g.rows, &mut g.count, key, r.clone(), *d);
+        let render = render || !g.subscribers.is_empty();
+        let mut diffs: Vec<(Vec<Value>, isize)> = if render {
+            changes
+                .iter()
+                .map(|(r, d)| (delta_values(&self.def, r, as_of), *d))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        for (r, d) in changes {
+            let key = key_of(&self.def, &r);
+            Self::apply(&mut g.rows, &mut g.count, key, r, d);
         }
         // history
         if !now.is_empty() {
@@ -363,14 +372,9 @@ impl<R: Row> ViewStore<R> {
                 break;
             }
         }
-        let render = render || !g.subscribers.is_empty();
         if !render {
             return None;
         }
-        let mut diffs: Vec<(Vec<Value>, isize)> = changes
-            .iter()
-            .map(|(r, d)| (delta_values(&self.def, r, as_of), *d))
-            .collect();
         diffs.sort_by_key(|(_, d)| *d > 0);
         let diffs = Arc::new(diffs);
         let feed = if diffs.is_empty() {

@@ -7,10 +7,9 @@ use std::collections::BTreeMap;
 use std::hash::Hash;
 
 use differential_dataflow::{ExchangeData, VecCollection};
-use hashbrown::HashMap;
 
 use super::SlidingWindow;
-use crate::keyed::{Fold, Keyed, SumByKey};
+use crate::keyed::{Distinct, Fold, Keyed, SumByKey};
 
 /// Per-key aggregates over a trailing window of `width` ms.
 ///
@@ -160,7 +159,7 @@ where
                 (k, x)
             })
             .fold_by_key("WindowDistinct", |_k, s: &Distinct<X>| {
-                (s.positive > 0).then_some(s.positive as i64)
+                (s.count() > 0).then_some(s.count() as i64)
             })
     }
 
@@ -192,45 +191,6 @@ where
 
 /// The values of a key with their counts; `positive` counts those above zero (the distinct
 /// count).
-struct Distinct<X> {
-    counts: HashMap<X, isize>,
-    positive: usize,
-}
-
-impl<X> Default for Distinct<X> {
-    fn default() -> Self {
-        Distinct {
-            counts: HashMap::new(),
-            positive: 0,
-        }
-    }
-}
-
-impl<X: ExchangeData + Hash> Fold<X> for Distinct<X> {
-    fn add(&mut self, x: &X, diff: isize) {
-        if !self.counts.contains_key(x) {
-            self.counts.insert(x.clone(), 0);
-        }
-        let Some(n) = self.counts.get_mut(x) else {
-            return;
-        };
-        let before = *n > 0;
-        *n += diff;
-        let after = *n > 0;
-        if *n == 0 {
-            self.counts.remove(x);
-        }
-        match (before, after) {
-            (false, true) => self.positive += 1,
-            (true, false) => self.positive -= 1,
-            _ => {}
-        }
-    }
-    fn is_empty(&self) -> bool {
-        self.counts.is_empty()
-    }
-}
-
 /// The values of a key with their counts, in order (for the maximum).
 struct Multiset<X>(BTreeMap<X, isize>);
 
