@@ -381,6 +381,7 @@ impl Engine {
     /// stores say what they wait for). An error to connect fails the stores.
     pub fn start_with(cfg: &EngineConfig, history: HistoryConfig) -> Result<Engine, String> {
         install_panic_hook();
+        crate::tune_allocator();
         let sinks = Sinks::new(cfg.views.tick_ms, history);
         let stores = sinks.stores();
         let workers = cfg.workers.max(1);

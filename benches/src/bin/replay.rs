@@ -250,6 +250,7 @@ fn selected(dir: &std::path::Path, workers: usize, names: &[String]) -> anyhow::
         .unzip();
     let receivers = std::sync::Mutex::new(receivers.into_iter().map(Some).collect::<Vec<_>>());
     let wstores = stores.clone();
+    shopdiff_server::tune_allocator();
     let guards = timely::execute(timely::Config::process(workers), move |worker| {
         let Some(rx) = receivers
             .lock()
