@@ -2,18 +2,22 @@
 //!
 //! * Inputs: `lines` (accepted order lines, any key), `products` keyed by `product_id`.
 //! * Output: [`RevenueRow`] keyed by `(dimension, value, bucket, currency)`.
-//! * Cost of one new line: one lookup of its product's cost (shared by both granularities), then
-//!   8 dimension keys, each one hash-map update of the key's sums (cost included) and of its
-//!   transaction set (distinct orders); O(8). A product's cost change, insert or delete
-//!   re-prices that product's lines (O(lines of the product)).
-//! * State: the lines by product joined with `products` ([`LeftJoin::left_join`], shared by
-//!   both granularities), no arrangements. The per-key sums and
-//!   transaction sets are kept by [`Keyed::fold_by_key`] (a hash map per worker, no history),
-//!   not by `distinct` + `count`, which replayed each key's history at each of its ticks.
+//! * Cost of one new line: one lookup of its product's cost (shared by both granularities);
+//!   one lookup of its transaction's key counts, which says for each of the line's 8 keys per
+//!   granularity whether the transaction now counts as an order there (its first line for the
+//!   key) or no longer does (its last line left); then 16 plain additions of the line's
+//!   measures, order changes included, to the keys' sums. O(16). A product's cost change,
+//!   insert or delete re-prices that product's lines (O(lines of the product)).
+//! * State: the lines by product joined with `products` ([`LeftJoin::left_join`]), per
+//!   transaction the line count of each key it touches (a 64-bit hash of the key, compared only
+//!   among one transaction's keys), per key its sums ([`SumByKey::sum_by_key`]). No
+//!   arrangements, no per-key set of transactions: `orders`, a distinct count, becomes a sum
+//!   of `+1 / -1` changes decided where a transaction's lines meet.
 
 use crate::common::{id_hash, Coll, Sums7};
-use differential_dataflow::difference::{IsZero, Multiply, Semigroup};
-use shopdiff_operators::keyed::{Distinct, Fold, Keyed, LeftJoin};
+use differential_dataflow::difference::Multiply;
+use shopdiff_operators::keyed::{LeftJoin, ScanByKey, SumByKey};
+use std::hash::BuildHasher;
 use shopdiff_schemas::records::Line;
 use shopdiff_schemas::rows::{Dimension, RevenueRow};
 use shopdiff_schemas::tables::Product;
@@ -21,9 +25,6 @@ use shopdiff_schemas::time::Ms;
 
 pub use crate::batch::Granularity;
 use shopdiff_schemas::Str;
-
-/// The key of a revenue row.
-pub type RevKey = (Dimension, Str, Ms, Str);
 
 /// The eight `(dimension, value)` pairs of a line.
 pub fn dimensions(l: &Line) -> [(Dimension, Str); 8] {
@@ -68,67 +69,108 @@ pub fn revenue<'s>(
     products: Coll<'s, (Str, Product)>,
     g: Granularity,
 ) -> Coll<'s, RevenueRow> {
-    let priced = priced_lines(lines.clone(), products);
-    revenue_priced(lines, priced, g)
+    let grans: &'static [Granularity] = match g {
+        Granularity::Hourly => &[Granularity::Hourly],
+        Granularity::Daily => &[Granularity::Daily],
+    };
+    revenue_rows(priced_lines(lines, products), grans).map(|(_, row)| row)
 }
 
-/// [`revenue`] from lines already priced by [`priced_lines`] (shared by both granularities).
-/// `_lines` is kept for the callers' convenience: the priced lines hold every line once.
-pub fn revenue_priced<'s>(
-    _lines: Coll<'s, Line>,
+/// `revenue_hourly` and `revenue_daily` from lines already priced by [`priced_lines`]: one
+/// transaction stage and one sum for both.
+pub fn revenue_views<'s>(
     priced: Coll<'s, (Line, Option<i64>)>,
-    g: Granularity,
-) -> Coll<'s, RevenueRow> {
+) -> (Coll<'s, RevenueRow>, Coll<'s, RevenueRow>) {
+    let rows = revenue_rows(priced, &[Granularity::Hourly, Granularity::Daily]);
+    let of = |g: Granularity| {
+        let tag = g as u8;
+        rows.clone()
+            .filter(move |(t, _)| *t == tag)
+            .map(|(_, row)| row)
+    };
+    (of(Granularity::Hourly), of(Granularity::Daily))
+}
+
+/// A revenue key: granularity (as `u8`), dimension, value, bucket, currency.
+pub type RevKey = (u8, Dimension, Str, Ms, Str);
+
+/// The rows of the granularities `grans`, tagged with theirs (`Granularity as u8`).
+fn revenue_rows<'s>(
+    priced: Coll<'s, (Line, Option<i64>)>,
+    grans: &'static [Granularity],
+) -> Coll<'s, (u8, RevenueRow)> {
+    let hasher = hashbrown::DefaultHashBuilder::default();
     priced
-        .flat_map(move |(l, cost): (Line, Option<i64>)| {
-            let mut s = Sums7::zero();
-            s.0[LINES] = 1;
-            s.0[ITEMS] = l.quantity as isize;
-            s.0[GROSS] = l.gross() as isize;
-            s.0[DISCOUNT] = l.discount as isize;
-            if let Some(c) = cost {
-                s.0[COST] = (l.quantity * c) as isize;
-                s.0[MATCHED] = 1;
-            }
-            let tx = id_hash(&l.transaction_id);
-            let bucket = g.bucket(l.ts);
-            // an array, not a vector: no allocation per line
-            dimensions(&l).map(|(d, v)| ((d, v, bucket, l.currency.clone()), (tx, s)))
-        })
-        .fold_by_key("Revenue", |_k, s: &KeySums| {
-            let mut v = s.sums;
-            v.0[ORDERS] = s.txs.count() as isize;
-            (!v.is_zero()).then_some(v)
-        })
-        .map(|((dimension, value, bucket, currency), s)| RevenueRow {
-            dimension,
-            value,
-            bucket,
-            currency,
-            orders: s.0[ORDERS] as i64,
-            items: s.0[ITEMS] as i64,
-            gross: s.0[GROSS] as i64,
-            discount: s.0[DISCOUNT] as i64,
-            net: (s.0[GROSS] - s.0[DISCOUNT]) as i64,
-            cost: s.0[COST] as i64,
-            unmatched_lines: (s.0[LINES] - s.0[MATCHED]) as i64,
+        .map(|(l, cost)| (id_hash(&l.transaction_id), (l, cost)))
+        .scan_by_key(
+            "RevenueOrders",
+            move |_tx, keys: &mut TxKeys, (l, cost): (Line, Option<i64>), d, out| {
+                let mut s = Sums7::zero();
+                s.0[LINES] = 1;
+                s.0[ITEMS] = l.quantity as isize;
+                s.0[GROSS] = l.gross() as isize;
+                s.0[DISCOUNT] = l.discount as isize;
+                if let Some(c) = cost {
+                    s.0[COST] = (l.quantity * c) as isize;
+                    s.0[MATCHED] = 1;
+                }
+                let s = s.multiply(&d);
+                for &g in grans {
+                    let bucket = g.bucket(l.ts);
+                    for (dim, v) in dimensions(&l) {
+                        let key: RevKey = (g as u8, dim, v, bucket, l.currency.clone());
+                        let mut m = s;
+                        m.0[ORDERS] = keys.add(hasher.hash_one(&key), d);
+                        out.push((key, m));
+                    }
+                }
+            },
+            TxKeys::is_empty,
+        )
+        .sum_by_key()
+        .map(|((g, dimension, value, bucket, currency), s)| {
+            let row = RevenueRow {
+                dimension,
+                value,
+                bucket,
+                currency,
+                orders: s.0[ORDERS] as i64,
+                items: s.0[ITEMS] as i64,
+                gross: s.0[GROSS] as i64,
+                discount: s.0[DISCOUNT] as i64,
+                net: (s.0[GROSS] - s.0[DISCOUNT]) as i64,
+                cost: s.0[COST] as i64,
+                unmatched_lines: (s.0[LINES] - s.0[MATCHED]) as i64,
+            };
+            (g, row)
         })
 }
 
-/// One revenue key's state: its lines' measures summed, and its transactions with their line
-/// counts (`orders` = how many have a positive count: the distinct count).
+/// One transaction's revenue keys (64-bit hashes) with how many of its lines each has.
 #[derive(Default)]
-struct KeySums {
-    sums: Sums7,
-    txs: Distinct<u64>,
-}
+struct TxKeys(Vec<(u64, isize)>);
 
-impl Fold<(u64, Sums7)> for KeySums {
-    fn add(&mut self, (tx, m): &(u64, Sums7), diff: isize) {
-        self.sums.plus_equals(&m.multiply(&diff));
-        self.txs.add(tx, diff);
+impl TxKeys {
+    /// Adds `d` lines to key `h`; returns the change of "this transaction is an order of the
+    /// key": `1` when its count became positive, `-1` when it stopped being positive, else 0.
+    fn add(&mut self, h: u64, d: isize) -> isize {
+        let i = match self.0.iter().position(|(k, _)| *k == h) {
+            Some(i) => i,
+            None => {
+                self.0.push((h, 0));
+                self.0.len() - 1
+            }
+        };
+        let before = self.0[i].1 > 0;
+        self.0[i].1 += d;
+        let after = self.0[i].1 > 0;
+        if self.0[i].1 == 0 {
+            self.0.swap_remove(i);
+        }
+        after as isize - before as isize
     }
+
     fn is_empty(&self) -> bool {
-        self.txs.is_empty() && self.sums.is_zero()
+        self.0.is_empty()
     }
 }

@@ -8,7 +8,7 @@ use crate::fraud::fraud_alerts;
 use crate::funnel::funnel;
 use crate::inventory::inventory;
 use crate::product_performance::product_performance;
-use crate::revenue::{priced_lines, revenue_priced, Granularity};
+use crate::revenue::{priced_lines, revenue_views};
 use crate::rfm::{rfm, rfm_segments};
 use shopdiff_schemas::records::{Event, Line};
 use shopdiff_schemas::rows::*;
@@ -43,13 +43,14 @@ pub struct ViewColls<'s> {
 /// Builds every view.
 pub fn all_views<'s>(i: InputColls<'s>, cfg: &ViewsConfig) -> ViewColls<'s> {
     let rfm_rows = rfm(i.lines.clone());
-    let priced = priced_lines(i.lines.clone(), i.products.clone());
+    let (revenue_hourly, revenue_daily) =
+        revenue_views(priced_lines(i.lines.clone(), i.products.clone()));
     ViewColls {
         rfm_segments: rfm_segments(rfm_rows.clone()),
         rfm: rfm_rows,
         cohorts: cohorts(i.lines.clone(), i.customers.clone()),
-        revenue_hourly: revenue_priced(i.lines.clone(), priced.clone(), Granularity::Hourly),
-        revenue_daily: revenue_priced(i.lines.clone(), priced, Granularity::Daily),
+        revenue_hourly,
+        revenue_daily,
         fraud_alerts: fraud_alerts(
             i.lines.clone(),
             i.events.clone(),

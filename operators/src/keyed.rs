@@ -234,6 +234,95 @@ where
     }
 }
 
+/// [`ScanByKey::scan_by_key`] on collections of `(K, V)`.
+pub trait ScanByKey<'scope, K, V> {
+    /// Turns each update `(key, v, diff)` into output updates, with a per-key state `S` the
+    /// step may read and change: `step(key, state, v, diff, out)` pushes `(data, r)` pairs to
+    /// `out`, emitted at the update's time. A key's state is dropped when `empty(state)`.
+    ///
+    /// The outputs of one time, accumulated, must not depend on the order of that time's
+    /// updates (they are applied grouped by key, in key order). Meant for a stage that
+    /// annotates records with what they change for their key, for instance a transaction's
+    /// lines with the distinct-order changes they cause (`+1` when a transaction's first line
+    /// for a revenue key arrives, `-1` when its last one leaves): downstream the distinct
+    /// counts become plain sums ([`SumByKey::sum_by_key`]). Cost: one hash lookup per key per
+    /// time plus the step; no output buffering beyond the time's updates.
+    fn scan_by_key<S, D, R, F, E>(
+        self,
+        name: &str,
+        step: F,
+        empty: E,
+    ) -> VecCollection<'scope, u64, D, R>
+    where
+        S: Default + 'static,
+        D: ExchangeData,
+        R: ExchangeData + differential_dataflow::difference::Semigroup,
+        F: FnMut(&K, &mut S, V, isize, &mut Vec<(D, R)>) + 'static,
+        E: Fn(&S) -> bool + 'static;
+}
+
+impl<'scope, K, V> ScanByKey<'scope, K, V> for VecCollection<'scope, u64, (K, V), isize>
+where
+    K: ExchangeData + std::hash::Hash,
+    V: ExchangeData,
+{
+    fn scan_by_key<S, D, R, F, E>(
+        self,
+        name: &str,
+        mut step: F,
+        empty: E,
+    ) -> VecCollection<'scope, u64, D, R>
+    where
+        S: Default + 'static,
+        D: ExchangeData,
+        R: ExchangeData + differential_dataflow::difference::Semigroup,
+        F: FnMut(&K, &mut S, V, isize, &mut Vec<(D, R)>) + 'static,
+        E: Fn(&S) -> bool + 'static,
+    {
+        let pact = Exchange::new(|u: &((K, V), u64, isize)| (u.0).0.hashed());
+        self.inner
+            .unary_frontier::<CapacityContainerBuilder<Vec<_>>, _, _, _>(
+                pact,
+                name,
+                move |_capability, _info| {
+                    let mut buffer = Buffer::default();
+                    let mut states: HashMap<K, S> = HashMap::new();
+                    let mut rows: Vec<(D, R)> = Vec::new();
+                    move |(input, frontier), output| {
+                        let port = output.output_index();
+                        input.for_each_stamp(|cap, data| {
+                            buffer.stash(&cap, port, data.flat_map(|b| b.drain(..)));
+                        });
+                        while let Some((time, mut updates)) = buffer.next_ready(frontier) {
+                            updates.sort_unstable_by(|a, b| (a.0).0.cmp(&(b.0).0));
+                            let mut updates = updates.into_iter().peekable();
+                            while let Some(((key, v), d)) = updates.next() {
+                                let state = states.entry(key.clone()).or_default();
+                                step(&key, state, v, d, &mut rows);
+                                while let Some(((_, v), d)) =
+                                    updates.next_if(|((k, _), _)| *k == key)
+                                {
+                                    step(&key, state, v, d, &mut rows);
+                                }
+                                if empty(state) {
+                                    states.remove(&key);
+                                }
+                            }
+                            if !rows.is_empty() {
+                                let cap = buffer.capability(time);
+                                output
+                                    .session(&cap)
+                                    .give_iterator(rows.drain(..).map(|(x, r)| (x, time, r)));
+                            }
+                        }
+                        buffer.downgrade();
+                    }
+                },
+            )
+            .as_collection()
+    }
+}
+
 /// [`SumByKey::sum_by_key`] on collections of `K` with an abelian difference `R`.
 pub trait SumByKey<'scope, K, R> {
     /// The sum of each key's differences, as a row `(key, sum)` while the sum is not zero:

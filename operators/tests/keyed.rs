@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use differential_dataflow::input::Input;
 use proptest::prelude::*;
-use shopdiff_operators::keyed::{Fold, Keyed, LeftJoin, SumByKey};
+use shopdiff_operators::keyed::{Fold, Keyed, LeftJoin, ScanByKey, SumByKey};
 
 /// The largest value with a positive count, and the number of distinct such values.
 #[derive(Default)]
@@ -84,6 +84,77 @@ fn run(updates: &[Update], workers: usize, step: u64) -> (Captured<FoldRow>, Cap
     let f = folds.lock().unwrap().clone();
     let s = sums.lock().unwrap().clone();
     (f, s)
+}
+
+/// Distinct values per key, the way revenue counts orders: a stage keyed by the value keeps
+/// each value's count per key and emits `+1 / -1` for the key when the value's count there
+/// turns positive or stops being positive; `sum_by_key` adds those up.
+fn run_scan(updates: &[Update], workers: usize, step: u64) -> Captured<SumRow> {
+    let rows: Out<SumRow> = Arc::default();
+    let r = rows.clone();
+    let mut sorted = updates.to_vec();
+    sorted.sort_by_key(|u| u.2 / step);
+    timely::execute(timely::Config::process(workers), move |worker| {
+        let r = r.clone();
+        let mut input = worker.dataflow::<u64, _, _>(|scope| {
+            let (input, values) = scope.new_collection::<(u8, u8), isize>();
+            values
+                .map(|(k, v)| (v, k))
+                .scan_by_key(
+                    "DistinctByValue",
+                    |_v, counts: &mut BTreeMap<u8, isize>, k: u8, d, out: &mut Vec<(u8, isize)>| {
+                        let n = counts.entry(k).or_insert(0);
+                        let before = *n > 0;
+                        *n += d;
+                        let after = *n > 0;
+                        if *n == 0 {
+                            counts.remove(&k);
+                        }
+                        if before != after {
+                            out.push((k, if after { 1 } else { -1 }));
+                        }
+                    },
+                    |counts| counts.is_empty(),
+                )
+                .sum_by_key()
+                .inspect(move |u| r.lock().unwrap().push(*u));
+            input
+        });
+        let (index, peers) = (worker.index(), worker.peers());
+        for (i, (k, v, t, d)) in sorted.iter().enumerate() {
+            let at = t / step * step;
+            if at > *input.time() {
+                input.advance_to(at);
+                input.flush();
+                worker.step();
+            }
+            if i % peers == index {
+                input.update_at((*k, *v), *t, *d);
+            }
+        }
+        input.close();
+    })
+    .unwrap();
+    let out = rows.lock().unwrap().clone();
+    out
+}
+
+/// The number of values with a positive count, per key where it is not zero.
+fn brute_distinct(updates: &[Update], t: u64) -> BTreeMap<SumRow, isize> {
+    let mut per_key: BTreeMap<u8, BTreeMap<u8, isize>> = BTreeMap::new();
+    for (k, v, time, d) in updates {
+        if *time <= t {
+            *per_key.entry(*k).or_default().entry(*v).or_insert(0) += d;
+        }
+    }
+    let mut out = BTreeMap::new();
+    for (k, m) in &per_key {
+        let n = m.values().filter(|n| **n > 0).count() as isize;
+        if n != 0 {
+            out.insert((*k, n), 1);
+        }
+    }
+    out
 }
 
 type JoinRow = (u8, Option<u8>);
@@ -225,6 +296,18 @@ proptest! {
         }
         // every output is a row (+1) or its retraction (-1)
         prop_assert!(folds.iter().all(|u| u.2 == 1 || u.2 == -1));
+    }
+
+    #[test]
+    fn scan_by_key_distinct_counts_match_brute_force(
+        updates in prop::collection::vec(update(), 0..60),
+        workers in 1usize..4,
+        step in 1u64..8,
+    ) {
+        let rows = run_scan(&updates, workers, step);
+        for t in 0..41 {
+            prop_assert_eq!(at(&rows, t), brute_distinct(&updates, t), "distinct at {}", t);
+        }
     }
 
     #[test]

@@ -276,24 +276,25 @@ fn selected(dir: &std::path::Path, workers: usize, names: &[String]) -> anyhow::
                 let (ci, customers) = scope.new_collection::<(Str, Customer), isize>();
                 let (ii, _ips) = scope.new_collection::<(Str, IpRep), isize>();
                 let has = |n: &str| names.iter().any(|x| x == n);
-                if has("revenue_hourly") || has("revenue_daily") {
+                if has("revenue_hourly") && has("revenue_daily") {
                     let priced = revenue::priced_lines(lines.clone(), products.clone());
-                    if has("revenue_hourly") {
-                        let v = revenue::revenue_priced(
-                            lines.clone(),
-                            priced.clone(),
-                            revenue::Granularity::Hourly,
-                        );
-                        sink(v, rh.clone(), &probe);
-                    }
-                    if has("revenue_daily") {
-                        let v = revenue::revenue_priced(
-                            lines.clone(),
-                            priced,
-                            revenue::Granularity::Daily,
-                        );
-                        sink(v, rd.clone(), &probe);
-                    }
+                    let (hourly, daily) = revenue::revenue_views(priced);
+                    sink(hourly, rh.clone(), &probe);
+                    sink(daily, rd.clone(), &probe);
+                } else if has("revenue_hourly") {
+                    let v = revenue::revenue(
+                        lines.clone(),
+                        products.clone(),
+                        revenue::Granularity::Hourly,
+                    );
+                    sink(v, rh.clone(), &probe);
+                } else if has("revenue_daily") {
+                    let v = revenue::revenue(
+                        lines.clone(),
+                        products.clone(),
+                        revenue::Granularity::Daily,
+                    );
+                    sink(v, rd.clone(), &probe);
                 }
                 if has("rfm") {
                     sink(rfm::rfm(lines.clone()), rfm_s.clone(), &probe);
