@@ -17,11 +17,11 @@
 use crate::common::{id_hash, Coll, Sums7};
 use differential_dataflow::difference::Multiply;
 use shopdiff_operators::keyed::{LeftJoin, ScanByKey, SumByKey};
-use std::hash::BuildHasher;
 use shopdiff_schemas::records::Line;
 use shopdiff_schemas::rows::{Dimension, RevenueRow};
 use shopdiff_schemas::tables::Product;
 use shopdiff_schemas::time::Ms;
+use std::hash::BuildHasher;
 
 pub use crate::batch::Granularity;
 use shopdiff_schemas::Str;

@@ -193,9 +193,9 @@ where
                         input.for_each_stamp(|cap, data| {
                             buffer.stash(&cap, port, data.flat_map(|b| b.drain(..)));
                         });
-                        while let Some((time, mut updates)) = buffer.next_ready(frontier) {
-                            updates.sort_unstable_by(|a, b| (a.0).0.cmp(&(b.0).0));
-                            let mut updates = updates.into_iter().peekable();
+                        while let Some((time, mut batch)) = buffer.next_ready(frontier) {
+                            batch.sort_unstable_by(|a, b| (a.0).0.cmp(&(b.0).0));
+                            let mut updates = batch.drain(..).peekable();
                             while let Some(((key, v), d)) = updates.next() {
                                 // one lookup (and a clone of the key, inline for short keys)
                                 let state = states.entry(key.clone()).or_default();
@@ -219,6 +219,8 @@ where
                                     }
                                 }
                             }
+                            drop(updates);
+                            buffer.recycle(batch);
                             if !rows.is_empty() {
                                 let cap = buffer.capability(time);
                                 output
@@ -293,9 +295,9 @@ where
                         input.for_each_stamp(|cap, data| {
                             buffer.stash(&cap, port, data.flat_map(|b| b.drain(..)));
                         });
-                        while let Some((time, mut updates)) = buffer.next_ready(frontier) {
-                            updates.sort_unstable_by(|a, b| (a.0).0.cmp(&(b.0).0));
-                            let mut updates = updates.into_iter().peekable();
+                        while let Some((time, mut batch)) = buffer.next_ready(frontier) {
+                            batch.sort_unstable_by(|a, b| (a.0).0.cmp(&(b.0).0));
+                            let mut updates = batch.drain(..).peekable();
                             while let Some(((key, v), d)) = updates.next() {
                                 let state = states.entry(key.clone()).or_default();
                                 step(&key, state, v, d, &mut rows);
@@ -308,6 +310,8 @@ where
                                     states.remove(&key);
                                 }
                             }
+                            drop(updates);
+                            buffer.recycle(batch);
                             if !rows.is_empty() {
                                 let cap = buffer.capability(time);
                                 output
@@ -350,9 +354,9 @@ where
                         input.for_each_stamp(|cap, data| {
                             buffer.stash(&cap, port, data.flat_map(|b| b.drain(..)));
                         });
-                        while let Some((time, mut updates)) = buffer.next_ready(frontier) {
-                            differential_dataflow::consolidation::consolidate(&mut updates);
-                            for (key, d) in updates {
+                        while let Some((time, mut batch)) = buffer.next_ready(frontier) {
+                            differential_dataflow::consolidation::consolidate(&mut batch);
+                            for (key, d) in batch.drain(..) {
                                 match sums.entry(key) {
                                     hashbrown::hash_map::Entry::Occupied(mut e) => {
                                         rows.push(((e.key().clone(), e.get().clone()), -1));
@@ -369,6 +373,7 @@ where
                                     }
                                 }
                             }
+                            buffer.recycle(batch);
                             if !rows.is_empty() {
                                 let cap = buffer.capability(time);
                                 output
@@ -533,9 +538,9 @@ where
                             buffer.stash(&cap, port, updates);
                         });
                         let frontiers = [left_frontier, right_frontier];
-                        while let Some((time, mut updates)) = buffer.next_ready_all(&frontiers) {
-                            updates.sort_unstable_by(|a, b| (a.0).0.cmp(&(b.0).0));
-                            let mut updates = updates.into_iter().peekable();
+                        while let Some((time, mut batch)) = buffer.next_ready_all(&frontiers) {
+                            batch.sort_unstable_by(|a, b| (a.0).0.cmp(&(b.0).0));
+                            let mut updates = batch.drain(..).peekable();
                             while let Some(((key, side), d)) = updates.next() {
                                 let mut group = vec![(side, d)];
                                 while let Some(((_, side), d)) =
@@ -559,6 +564,8 @@ where
                                     }
                                 }
                             }
+                            drop(updates);
+                            buffer.recycle(batch);
                             rows.retain(|(_, d)| *d != 0);
                             if !rows.is_empty() {
                                 let cap = buffer.capability(time);
@@ -580,6 +587,10 @@ where
 struct Buffer<X, R> {
     pending: BTreeMap<u64, Vec<(X, R)>>,
     held: Option<Capability<u64>>,
+    /// Emptied vectors of applied times, reused for new times: a time's vector can hold
+    /// megabytes (a batch of 1,000 lines is 16,000 revenue updates at one time), and a fresh one
+    /// per time cost page faults on new memory, the largest single cost of an update.
+    spare: Vec<Vec<(X, R)>>,
 }
 
 impl<X, R> Default for Buffer<X, R> {
@@ -587,6 +598,7 @@ impl<X, R> Default for Buffer<X, R> {
         Buffer {
             pending: BTreeMap::new(),
             held: None,
+            spare: Vec::new(),
         }
     }
 }
@@ -608,8 +620,20 @@ impl<X, R> Buffer<X, R> {
                 self.held = Some(cap);
             }
         }
+        let spare = &mut self.spare;
         for (x, time, diff) in updates {
-            self.pending.entry(time).or_default().push((x, diff));
+            self.pending
+                .entry(time)
+                .or_insert_with(|| spare.pop().unwrap_or_default())
+                .push((x, diff));
+        }
+    }
+
+    /// Takes back an applied time's vector (emptied here) for later times; keeps a few.
+    fn recycle(&mut self, mut v: Vec<(X, R)>) {
+        if self.spare.len() < 4 {
+            v.clear();
+            self.spare.push(v);
         }
     }
 
