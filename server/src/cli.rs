@@ -626,11 +626,16 @@ pub fn replay_dir_in(
         tick_ms: engine.tick_ms.max(1),
         fraud: load_fraud(engine.fraud_config.as_deref())?,
     };
-    let eng = Engine::start(&EngineConfig {
-        cluster,
-        workers: engine.workers,
-        views,
-    })
+    // A replay answers no `as_of` reads and no resumes: its stores keep no history of
+    // updates (the live engine keeps an hour), which was most of a long replay's memory.
+    let eng = Engine::start_with(
+        &EngineConfig {
+            cluster,
+            workers: engine.workers,
+            views,
+        },
+        crate::store::HistoryConfig::none(),
+    )
     .map_err(anyhow::Error::msg)?;
     let stats = match replay {
         Some(r) => Some(r.run(|b| eng.feed(b))?),

@@ -127,6 +127,16 @@ pub struct HistoryConfig {
     pub max_updates: usize,
 }
 
+impl HistoryConfig {
+    /// No history: reads only at the current `as_of` (a batch replay).
+    pub fn none() -> Self {
+        HistoryConfig {
+            span_ms: 0,
+            max_updates: 0,
+        }
+    }
+}
+
 impl Default for HistoryConfig {
     fn default() -> Self {
         HistoryConfig {
@@ -355,7 +365,10 @@ impl<R: Row> ViewStore<R> {
             Self::apply(&mut g.rows, &mut g.count, key, r, d);
         }
         // history
-        if !now.is_empty() {
+        if !now.is_empty() && self.history.max_updates == 0 {
+            // no history kept: only the floor moves
+            g.floor = g.floor.max(as_of);
+        } else if !now.is_empty() {
             g.history_len += now.len();
             g.history.push_back(Folded {
                 as_of,

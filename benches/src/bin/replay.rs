@@ -210,7 +210,8 @@ fn selected(dir: &std::path::Path, workers: usize, names: &[String]) -> anyhow::
         );
     }
     let tick = 1000u64;
-    let h = HistoryConfig::default();
+    // as `shopdiff replay`: no history of updates (no `as_of` reads in a batch replay)
+    let h = HistoryConfig::none();
     let rh = ViewStore::with_history(rows::REVENUE_HOURLY, tick, h);
     let rd = ViewStore::with_history(rows::REVENUE_DAILY, tick, h);
     let dq = ViewStore::with_history(rows::DATA_QUALITY, tick, h);
