@@ -491,9 +491,12 @@ impl Engine {
         }
         self.fed_frontier.fetch_max(b.frontier, Ordering::Relaxed);
         let n = self.senders.len();
+        // sized up front: no vector of a part grows by doubling
         let mut parts: Vec<Part> = (0..n)
             .map(|_| Part {
                 frontier: b.frontier,
+                lines: Vec::with_capacity(b.lines.len().div_ceil(n)),
+                events: Vec::with_capacity(b.events.len().div_ceil(n)),
                 ..Part::default()
             })
             .collect();

@@ -384,10 +384,18 @@ fn selected(dir: &std::path::Path, workers: usize, names: &[String]) -> anyhow::
     let stats = replay.run(|b| {
         fed = fed.max(b.frontier);
         let n = senders.len();
-        let mut parts: Vec<Part> = (0..n).map(|_| Default::default()).collect();
-        for p in parts.iter_mut() {
-            p.4 = b.frontier;
-        }
+        // sized up front, as `Engine::feed` does
+        let mut parts: Vec<Part> = (0..n)
+            .map(|_| {
+                (
+                    Vec::with_capacity(b.lines.len().div_ceil(n)),
+                    Vec::with_capacity(b.events.len().div_ceil(n)),
+                    Vec::new(),
+                    Vec::new(),
+                    b.frontier,
+                )
+            })
+            .collect();
         for (i, x) in b.lines.into_iter().enumerate() {
             parts[i % n].0.push(x);
         }
