@@ -8,6 +8,9 @@
 //! * [`SumByKey::sum_by_key`]: changes to `K` with any abelian difference `R` in, changes to
 //!   `(K, R)` out: the same output as differential's `count()` (one row per key whose sum is
 //!   not zero).
+//! * [`ScanByKey::scan_by_key`]: changes to `(K, V)` in, any changes out, computed by a step
+//!   that reads and updates a per-key state (a transaction's lines turned into the order
+//!   changes they cause per revenue key).
 //! * [`LeftJoin::left_join`]: changes to `(K, V1)` and `(K, V2)` in, changes to
 //!   `(V1, Option<V2>)` out: a left outer join for small right sides (dimension tables).
 //!
@@ -114,7 +117,7 @@ pub trait Fold<V>: Default + 'static {
 /// A multiset of values with the number of distinct values it holds (those with a positive
 /// count), kept as values come and go: a distinct count that survives retractions, O(1) per
 /// update. A [`Fold`] of its own (windowed distinct counts) and a part of larger per-key states
-/// (distinct transactions of a revenue key, a product, a customer).
+/// (distinct transactions of a product, a customer).
 pub struct Distinct<X> {
     counts: HashMap<X, isize>,
     positive: usize,

@@ -118,6 +118,9 @@ impl Sinks {
 /// A running engine: its workers, their queues and the view stores.
 pub struct Engine {
     senders: Vec<Sender<Msg>>,
+    /// The worker threads of this process, once they run: [`Engine::feed`] wakes them, since a
+    /// worker with nothing to do parks (up to 1 ms) and a new part is no timely activation.
+    threads: Arc<std::sync::Mutex<Vec<Option<std::thread::Thread>>>>,
     /// Filled once the workers run (at once for one process; once the cluster has connected
     /// otherwise). Behind a mutex only so that an `Engine` can be shared (`WorkerGuards` is
     /// not `Sync`).
@@ -403,10 +406,16 @@ impl Engine {
         let receivers = Arc::new(std::sync::Mutex::new(
             receivers.into_iter().map(Some).collect::<Vec<_>>(),
         ));
+        let threads: Arc<std::sync::Mutex<Vec<Option<std::thread::Thread>>>> =
+            Arc::new(std::sync::Mutex::new(vec![None; workers]));
+        let worker_threads = threads.clone();
         let body = move |worker: &mut Worker| {
             let local = worker.index() % workers;
             let rx = receivers.lock().ok().and_then(|mut r| r[local].take());
             let Some(rx) = rx else { return };
+            if let Ok(mut t) = worker_threads.lock() {
+                t[local] = Some(std::thread::current());
+            }
             worker_loop(worker, rx, &ctx);
         };
         let guards = Arc::new(std::sync::Mutex::new(None));
@@ -462,6 +471,7 @@ impl Engine {
             .map_err(|e| format!("cannot start the publisher thread: {e}"))?;
         Ok(Engine {
             senders,
+            threads,
             guards,
             connect,
             stores,
@@ -512,10 +522,20 @@ impl Engine {
         for (i, x) in b.tables.into_iter().enumerate() {
             parts[i % n].tables.push(x);
         }
-        parts
+        let sent = parts
             .into_iter()
             .zip(&self.senders)
-            .all(|(p, s)| s.send(Msg::Part(p)).is_ok())
+            .all(|(p, s)| s.send(Msg::Part(p)).is_ok());
+        self.wake_workers();
+        sent
+    }
+
+    /// Unparks this process's workers, so they take what was just sent without waiting out
+    /// their park.
+    fn wake_workers(&self) {
+        if let Ok(threads) = self.threads.lock() {
+            threads.iter().flatten().for_each(|t| t.unpark());
+        }
     }
 
     /// This process feeds nothing more: its workers close their inputs once what it fed is
@@ -529,6 +549,7 @@ impl Engine {
         for s in &self.senders {
             let _ = s.send(Msg::Finish(fed));
         }
+        self.wake_workers();
     }
 
     /// No more input: waits until every view is complete at the last frontier fed (by any
