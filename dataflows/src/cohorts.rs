@@ -2,17 +2,21 @@
 //!
 //! * Inputs: `lines` (any key), `customers` keyed by `user_id`.
 //! * Output: [`CohortRow`] keyed by `(cohort_month, month_offset)`.
-//! * Cost of one change: a line adds at most one `(user, month)` pair, joined with one
-//!   customer; a customer row change moves that customer's few `(user, month)` pairs between
-//!   cohorts and changes two cohort sizes. O(log n) plus the customer's active months.
-//! * Arrangements: distinct `(user, event month)`, customers' registration months by user,
-//!   active counts and sizes by cohort.
+//! * Cost of one change: a line adds at most one `(user, month)` pair (a hash lookup of its
+//!   multiplicity), joined with one customer; a customer row change moves that customer's few
+//!   `(user, month)` pairs between cohorts and changes two cohort sizes. O(1) hash lookups
+//!   plus the customer's active months.
+//! * State: hash maps only ([`shopdiff_operators::keyed`]): the multiplicity of each
+//!   `(user, event month)`, the active months by user with the user's registration month
+//!   ([`LeftJoin::left_join`], used as an inner join), active counts by `(cohort, offset)` and
+//!   sizes by cohort ([`SumByKey::sum_by_key`]), and the counts with their cohort's size.
 
-use crate::common::Coll;
+use crate::common::{Coll, Count};
+use shopdiff_operators::keyed::{Keyed, LeftJoin, SumByKey};
 use shopdiff_schemas::records::Line;
 use shopdiff_schemas::rows::CohortRow;
 use shopdiff_schemas::tables::Customer;
-use shopdiff_schemas::time::{month_index, month_start, MonthIndex};
+use shopdiff_schemas::time::{month_index, month_start};
 use shopdiff_schemas::Str;
 
 /// Maintains `cohorts`.
@@ -21,19 +25,28 @@ pub fn cohorts<'s>(
     customers: Coll<'s, (Str, Customer)>,
 ) -> Coll<'s, CohortRow> {
     let registered = customers.map(|(u, c)| (u, month_index(c.registration_date)));
-    let sizes = registered.clone().map(|(_, m)| m).count();
-    let active_months = lines.map(|l| (l.user_id, month_index(l.ts))).distinct();
+    let sizes = registered.clone().map(|(_, m)| m).sum_by_key();
+    // distinct (user, event month)
+    let active_months = lines
+        .map(|l| ((l.user_id, month_index(l.ts)), ()))
+        .fold_by_key("ActiveMonths", |_k, n: &Count| n.present())
+        .map(|((user, month), ())| (user, month));
     let active = active_months
-        .join_map(registered, |_u, event: &MonthIndex, reg: &MonthIndex| {
-            (*reg, *event - *reg)
+        .left_join(registered)
+        .flat_map(|(event, reg)| {
+            let reg = reg?;
+            (event >= reg).then_some((reg, event - reg))
         })
-        .filter(|(_, offset)| *offset >= 0)
-        .count()
-        .map(|((cohort, offset), n)| (cohort, (offset, n)));
-    active.join_map(sizes, |cohort, (offset, active), size| CohortRow {
-        cohort_month: month_start(*cohort),
-        month_offset: *offset,
-        cohort_size: *size as i64,
-        active_customers: *active as i64,
-    })
+        .sum_by_key()
+        .map(|((cohort, offset), n)| (cohort, (cohort, offset, n)));
+    active
+        .left_join(sizes)
+        .flat_map(|((cohort, offset, active), size)| {
+            Some(CohortRow {
+                cohort_month: month_start(cohort),
+                month_offset: offset,
+                cohort_size: size? as i64,
+                active_customers: active as i64,
+            })
+        })
 }

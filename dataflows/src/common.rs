@@ -3,11 +3,36 @@
 use differential_dataflow::difference::{Abelian, IsZero, Monoid, Multiply, Semigroup};
 use differential_dataflow::VecCollection;
 use serde::{Deserialize, Serialize};
+use shopdiff_operators::keyed::Fold;
 
 /// A 64-bit hash of an identifier (transaction or session id) that is only compared for
 /// equality (distinct counts), so operators carry a `u64` instead of a string.
 pub fn id_hash(id: &str) -> u64 {
     xxhash_rust::xxh3::xxh3_64(id.as_bytes())
+}
+
+/// A multiplicity, as a [`Fold`] of `()` values: with [`Keyed::fold_by_key`] and
+/// [`Count::present`], the distinct keys of a collection (differential's `distinct`, kept in
+/// a hash map).
+///
+/// [`Keyed::fold_by_key`]: shopdiff_operators::keyed::Keyed::fold_by_key
+#[derive(Default)]
+pub struct Count(pub isize);
+
+impl Count {
+    /// `Some(())` while the key is present (a positive multiplicity).
+    pub fn present(&self) -> Option<()> {
+        (self.0 > 0).then_some(())
+    }
+}
+
+impl Fold<()> for Count {
+    fn add(&mut self, _: &(), diff: isize) {
+        self.0 += diff;
+    }
+    fn is_empty(&self) -> bool {
+        self.0 == 0
+    }
 }
 
 /// A collection of `D` in shopdiff's logical time (milliseconds, on tick boundaries).

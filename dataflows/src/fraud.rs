@@ -13,12 +13,13 @@
 //!   `ip_reputation` change re-scores the sessions that saw the IP and their transactions.
 //! * State: each window's per-user aggregate and the distinct `(ip, session)`, session risks,
 //!   `(session, (transaction, user))` and per-transaction risks in [`Keyed::fold_by_key`]
-//!   hash maps; the arrangements of the two joins (sessions by IP hash with `ip_reputation`,
-//!   transactions by session hash with the session risks).
+//!   hash maps; the two joins (sessions by IP hash with `ip_reputation`, transactions by
+//!   session hash with the session risks) in [`LeftJoin::left_join`] hash maps, their misses
+//!   dropped. No arrangements.
 
-use crate::common::{id_hash, Coll};
+use crate::common::{id_hash, Coll, Count};
 use crate::config::FraudConfig;
-use shopdiff_operators::keyed::{Fold, Keyed};
+use shopdiff_operators::keyed::{Fold, Keyed, LeftJoin};
 use shopdiff_operators::window::WindowAggregates;
 use shopdiff_schemas::records::{Event, Line};
 use shopdiff_schemas::rows::{AlertRow, Rule};
@@ -88,26 +89,27 @@ fn risky_ip<'s>(
             (Some(s), Some(ip)) => Some(((id_hash(&ip), id_hash(&s)), ())),
             _ => None,
         })
-        .fold_by_key("SeenIps", |_k, n: &Count| (n.0 > 0).then_some(()))
+        .fold_by_key("SeenIps", |_k, n: &Count| n.present())
         .map(|((ip, session), ())| (ip, session));
     let scores = ips.flat_map(|(ip, rep)| {
         rep.risk
             .map(|r| (id_hash(&ip), if rep.is_tor { RISK_SCALE } else { r }))
     });
+    // inner joins as left joins (one score per IP, one risk per session) whose misses drop
     let session_risk = seen
-        .join_map(scores, |_ip, session, score| (*session, *score))
+        .left_join(scores)
+        .flat_map(|(session, score)| score.map(|s| (session, s)))
         .fold_by_key("SessionRisk", |_s, m: &Values<i64>| m.max());
     let tx_sessions = lines
         .flat_map(|l| {
             l.session_id
                 .map(|s| ((id_hash(&s), (l.transaction_id, l.user_id)), ()))
         })
-        .fold_by_key("TxSessions", |_k, n: &Count| (n.0 > 0).then_some(()))
+        .fold_by_key("TxSessions", |_k, n: &Count| n.present())
         .map(|((s, tx_user), ())| (s, tx_user));
     tx_sessions
-        .join_map(session_risk, |_s, (tx, user), risk| {
-            (tx.clone(), (*risk, user.clone()))
-        })
+        .left_join(session_risk)
+        .flat_map(|((tx, user), risk)| risk.map(|r| (tx, (r, user))))
         .fold_by_key("TxRisk", |_tx, m: &Values<(i64, Str)>| {
             let max = m.positive().map(|v| v.0).max()?;
             let user = m.positive().map(|v| &v.1).min()?;
@@ -122,19 +124,6 @@ fn risky_ip<'s>(
                 threshold,
             })
         })
-}
-
-/// A multiplicity.
-#[derive(Default)]
-struct Count(isize);
-
-impl Fold<()> for Count {
-    fn add(&mut self, _: &(), diff: isize) {
-        self.0 += diff;
-    }
-    fn is_empty(&self) -> bool {
-        self.0 == 0
-    }
 }
 
 /// A small multiset of values.

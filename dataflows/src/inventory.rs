@@ -7,10 +7,12 @@
 //! * Cost of one change: a line updates its product's window sum when it enters and when it
 //!   leaves; a product row change re-joins that product only. O(log n).
 //! * State: the windowed sums by product (a hash map in the window operator), and the
-//!   arrangements of the join of `products` with them.
+//!   products with them ([`LeftJoin::left_join`]: a window sum's change re-emits its one
+//!   product row). No arrangements.
 
 use crate::common::Coll;
 use crate::config::INVENTORY_WINDOW_MS;
+use shopdiff_operators::keyed::LeftJoin;
 use shopdiff_operators::window::WindowAggregates;
 use shopdiff_schemas::records::Line;
 use shopdiff_schemas::rows::InventoryRow;
@@ -31,20 +33,13 @@ pub fn inventory<'s>(
             move |v: &(Str, (i64, Ms))| ceil_tick((v.1).1, tick),
             |v| v.0,
         );
-    let stock = products.map(|(id, p)| (id, p.inventory_count));
-    let sold = stock
-        .clone()
-        .join_map(units.clone(), |id, inv, u| InventoryRow {
-            product_id: id.clone(),
-            inventory_count: *inv,
-            units_7d: *u,
-        });
-    let unsold = stock
-        .antijoin(units.map(|(id, _)| id))
-        .map(|(id, inv)| InventoryRow {
-            product_id: id,
-            inventory_count: inv,
-            units_7d: 0,
-        });
-    sold.concat(unsold)
+    // every product row once, with its window sum (0 while it has none)
+    products
+        .map(|(id, p)| (id.clone(), (id, p.inventory_count)))
+        .left_join(units)
+        .map(|((product_id, inventory_count), units)| InventoryRow {
+            product_id,
+            inventory_count,
+            units_7d: units.unwrap_or(0),
+        })
 }

@@ -39,7 +39,7 @@ pub fn rfm<'s>(lines: Coll<'s, Line>) -> Coll<'s, RfmRow> {
         .fold_by_key("Buyers", |_u, b: &Buyer| b.measures());
     let r = measures.clone().map(|(u, (l, _, _))| (u, l)).ntile(5, 0);
     let f = measures.clone().map(|(u, (_, f, _))| (u, f)).ntile(5, 1);
-    let m = measures.clone().map(|(u, (_, _, m))| (u, m)).ntile(5, 2);
+    let m = measures.clone().map(|(u, (_, _, m))| (u, m)).ntile(5, 3);
     measures
         .map(|(u, (l, f, m))| (u, Part::Measures(l, f, m)))
         .concat(r.map(|(u, s)| (u, Part::R(s))))

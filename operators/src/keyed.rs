@@ -37,9 +37,10 @@
 //!
 //! # Cost
 //!
-//! Per time with `B` updates over `k` keys: `O(B log B)` to group them by key, `B` state
-//! updates, `2 k` output rows at most. Memory: one state per key with a non-empty state, plus
-//! the updates waiting for their time to complete.
+//! Per time with `B` updates over `k` keys: `B` hash lookups and state updates (no sort: a
+//! key's first update of the time notes its row before the time, and the `k` touched keys are
+//! visited once more at the end), `2 k` output rows at most. Memory: one state per key with a
+//! non-empty state, plus the updates waiting for their time to complete.
 //!
 //! # Example
 //!
@@ -95,6 +96,7 @@ use std::collections::BTreeMap;
 use differential_dataflow::difference::Abelian;
 use differential_dataflow::hashable::Hashable;
 use differential_dataflow::{AsCollection, ExchangeData, VecCollection};
+use hashbrown::hash_map::Entry;
 use hashbrown::HashMap;
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Exchange;
@@ -189,28 +191,48 @@ where
                 name,
                 move |_capability, _info| {
                     let mut buffer = Buffer::default();
-                    let mut states: HashMap<K, S> = HashMap::new();
+                    let mut states: HashMap<K, Slot<S>> = HashMap::new();
+                    // the keys a time touches, with their rows before it
+                    let mut touched: Vec<(K, Option<O>)> = Vec::new();
                     let mut rows: Vec<((K, O), isize)> = Vec::new();
+                    let mut epoch = 0u64;
                     move |(input, frontier), output| {
                         let port = output.output_index();
                         input.for_each_stamp(|cap, data| {
                             buffer.stash(&cap, port, data.flat_map(|b| b.drain(..)));
                         });
                         while let Some((time, mut batch)) = buffer.next_ready(frontier) {
-                            batch.sort_unstable_by(|a, b| (a.0).0.cmp(&(b.0).0));
-                            let mut updates = batch.drain(..).peekable();
-                            while let Some(((key, v), d)) = updates.next() {
-                                // one lookup (and a clone of the key, inline for short keys)
-                                let state = states.entry(key.clone()).or_default();
-                                let old = out(&key, state);
-                                state.add(&v, d);
-                                while let Some(((_, v), d)) =
-                                    updates.next_if(|((k, _), _)| *k == key)
-                                {
-                                    state.add(&v, d);
+                            // one lookup per update: a key's first update of the time notes
+                            // its row before the time (no sort of the time's updates)
+                            epoch += 1;
+                            for ((key, v), d) in batch.drain(..) {
+                                let slot = match states.entry(key) {
+                                    Entry::Occupied(e) => {
+                                        if e.get().epoch != epoch {
+                                            touched.push((e.key().clone(), None));
+                                        }
+                                        e.into_mut()
+                                    }
+                                    Entry::Vacant(e) => {
+                                        touched.push((e.key().clone(), None));
+                                        e.insert(Slot::default())
+                                    }
+                                };
+                                if slot.epoch != epoch {
+                                    slot.epoch = epoch;
+                                    if let Some((k, old)) = touched.last_mut() {
+                                        *old = out(k, &slot.state);
+                                    }
                                 }
-                                let new = out(&key, state);
-                                if state.is_empty() {
+                                slot.state.add(&v, d);
+                            }
+                            buffer.recycle(batch);
+                            for (key, old) in touched.drain(..) {
+                                let Some(slot) = states.get(&key) else {
+                                    continue;
+                                };
+                                let new = out(&key, &slot.state);
+                                if slot.state.is_empty() {
                                     states.remove(&key);
                                 }
                                 if old != new {
@@ -222,8 +244,6 @@ where
                                     }
                                 }
                             }
-                            drop(updates);
-                            buffer.recycle(batch);
                             if !rows.is_empty() {
                                 let cap = buffer.capability(time);
                                 output
@@ -239,6 +259,13 @@ where
     }
 }
 
+/// A key's state with the last time (an operator-local sequence number) that touched it.
+#[derive(Default)]
+struct Slot<S> {
+    state: S,
+    epoch: u64,
+}
+
 /// [`ScanByKey::scan_by_key`] on collections of `(K, V)`.
 pub trait ScanByKey<'scope, K, V> {
     /// Turns each update `(key, v, diff)` into output updates, with a per-key state `S` the
@@ -246,12 +273,14 @@ pub trait ScanByKey<'scope, K, V> {
     /// `out`, emitted at the update's time. A key's state is dropped when `empty(state)`.
     ///
     /// The outputs of one time, accumulated, must not depend on the order of that time's
-    /// updates (they are applied grouped by key, in key order). Meant for a stage that
+    /// updates (they are applied one at a time, in arrival order; the outputs of the time are
+    /// summed per `data` before they leave, so many updates adding to one output send one
+    /// record). Meant for a stage that
     /// annotates records with what they change for their key, for instance a transaction's
     /// lines with the distinct-order changes they cause (`+1` when a transaction's first line
     /// for a revenue key arrives, `-1` when its last one leaves): downstream the distinct
-    /// counts become plain sums ([`SumByKey::sum_by_key`]). Cost: one hash lookup per key per
-    /// time plus the step; no output buffering beyond the time's updates.
+    /// counts become plain sums ([`SumByKey::sum_by_key`]). Cost: one hash lookup per update
+    /// plus the step, and one per output to sum them; no output buffering beyond the time's.
     fn scan_by_key<S, D, R, F, E>(
         self,
         name: &str,
@@ -260,7 +289,7 @@ pub trait ScanByKey<'scope, K, V> {
     ) -> VecCollection<'scope, u64, D, R>
     where
         S: Default + 'static,
-        D: ExchangeData,
+        D: ExchangeData + std::hash::Hash,
         R: ExchangeData + differential_dataflow::difference::Semigroup,
         F: FnMut(&K, &mut S, V, isize, &mut Vec<(D, R)>) + 'static,
         E: Fn(&S) -> bool + 'static;
@@ -279,7 +308,7 @@ where
     ) -> VecCollection<'scope, u64, D, R>
     where
         S: Default + 'static,
-        D: ExchangeData,
+        D: ExchangeData + std::hash::Hash,
         R: ExchangeData + differential_dataflow::difference::Semigroup,
         F: FnMut(&K, &mut S, V, isize, &mut Vec<(D, R)>) + 'static,
         E: Fn(&S) -> bool + 'static,
@@ -293,33 +322,46 @@ where
                     let mut buffer = Buffer::default();
                     let mut states: HashMap<K, S> = HashMap::new();
                     let mut rows: Vec<(D, R)> = Vec::new();
+                    let mut combined: HashMap<D, R> = HashMap::new();
                     move |(input, frontier), output| {
                         let port = output.output_index();
                         input.for_each_stamp(|cap, data| {
                             buffer.stash(&cap, port, data.flat_map(|b| b.drain(..)));
                         });
                         while let Some((time, mut batch)) = buffer.next_ready(frontier) {
-                            batch.sort_unstable_by(|a, b| (a.0).0.cmp(&(b.0).0));
-                            let mut updates = batch.drain(..).peekable();
-                            while let Some(((key, v), d)) = updates.next() {
-                                let state = states.entry(key.clone()).or_default();
-                                step(&key, state, v, d, &mut rows);
-                                while let Some(((_, v), d)) =
-                                    updates.next_if(|((k, _), _)| *k == key)
-                                {
+                            for ((key, v), d) in batch.drain(..) {
+                                if let Some(state) = states.get_mut(&key) {
                                     step(&key, state, v, d, &mut rows);
-                                }
-                                if empty(state) {
-                                    states.remove(&key);
+                                    if empty(state) {
+                                        states.remove(&key);
+                                    }
+                                } else {
+                                    let mut state = S::default();
+                                    step(&key, &mut state, v, d, &mut rows);
+                                    if !empty(&state) {
+                                        states.insert(key, state);
+                                    }
                                 }
                             }
-                            drop(updates);
                             buffer.recycle(batch);
-                            if !rows.is_empty() {
+                            // combined here, before the exchange: many updates of a time
+                            // share an output (every line of an hour adds to its `all` key)
+                            for (x, r) in rows.drain(..) {
+                                match combined.entry(x) {
+                                    Entry::Occupied(mut e) => e.get_mut().plus_equals(&r),
+                                    Entry::Vacant(e) => {
+                                        e.insert(r);
+                                    }
+                                }
+                            }
+                            if !combined.is_empty() {
                                 let cap = buffer.capability(time);
-                                output
-                                    .session(&cap)
-                                    .give_iterator(rows.drain(..).map(|(x, r)| (x, time, r)));
+                                output.session(&cap).give_iterator(
+                                    combined
+                                        .drain()
+                                        .filter(|(_, r)| !r.is_zero())
+                                        .map(|(x, r)| (x, time, r)),
+                                );
                             }
                         }
                         buffer.downgrade();
@@ -350,33 +392,51 @@ where
                 "SumByKey",
                 move |_capability, _info| {
                     let mut buffer = Buffer::default();
-                    let mut sums: HashMap<K, R> = HashMap::new();
+                    let mut sums: HashMap<K, Slot<R>> = HashMap::new();
+                    // the keys a time touches, with their sums before it
+                    let mut touched: Vec<(K, Option<R>)> = Vec::new();
                     let mut rows: Vec<((K, R), isize)> = Vec::new();
+                    let mut epoch = 0u64;
                     move |(input, frontier), output| {
                         let port = output.output_index();
                         input.for_each_stamp(|cap, data| {
                             buffer.stash(&cap, port, data.flat_map(|b| b.drain(..)));
                         });
                         while let Some((time, mut batch)) = buffer.next_ready(frontier) {
-                            differential_dataflow::consolidation::consolidate(&mut batch);
+                            // one lookup per update, no sort (see `fold_by_key`)
+                            epoch += 1;
                             for (key, d) in batch.drain(..) {
                                 match sums.entry(key) {
-                                    hashbrown::hash_map::Entry::Occupied(mut e) => {
-                                        rows.push(((e.key().clone(), e.get().clone()), -1));
-                                        e.get_mut().plus_equals(&d);
-                                        if e.get().is_zero() {
-                                            e.remove();
-                                        } else {
-                                            rows.push(((e.key().clone(), e.get().clone()), 1));
+                                    Entry::Occupied(mut e) => {
+                                        if e.get().epoch != epoch {
+                                            let old = e.get().state.clone();
+                                            touched.push((e.key().clone(), Some(old)));
+                                            e.get_mut().epoch = epoch;
                                         }
+                                        e.get_mut().state.plus_equals(&d);
                                     }
-                                    hashbrown::hash_map::Entry::Vacant(e) => {
-                                        rows.push(((e.key().clone(), d.clone()), 1));
-                                        e.insert(d);
+                                    Entry::Vacant(e) => {
+                                        touched.push((e.key().clone(), None));
+                                        e.insert(Slot { state: d, epoch });
                                     }
                                 }
                             }
                             buffer.recycle(batch);
+                            for (key, old) in touched.drain(..) {
+                                let Some(slot) = sums.get(&key) else { continue };
+                                let new = (!slot.state.is_zero()).then(|| slot.state.clone());
+                                if new.is_none() {
+                                    sums.remove(&key);
+                                }
+                                if old != new {
+                                    if let Some(o) = old {
+                                        rows.push(((key.clone(), o), -1));
+                                    }
+                                    if let Some(n) = new {
+                                        rows.push(((key, n), 1));
+                                    }
+                                }
+                            }
                             if !rows.is_empty() {
                                 let cap = buffer.capability(time);
                                 output
@@ -407,6 +467,9 @@ pub trait LeftJoin<'scope, K, V1> {
     where
         V2: ExchangeData;
 }
+
+/// A keyed update of either side in [`LeftJoin::left_join`].
+type SideUpdate<K, V1, V2> = ((K, Side<V1, V2>), isize);
 
 /// One side's update in [`LeftJoin::left_join`].
 enum Side<V1, V2> {
@@ -528,6 +591,7 @@ where
                     let mut buffer: Buffer<(K, Side<V1, V2>), isize> = Buffer::default();
                     let mut states: HashMap<K, JoinState<V1, V2>> = HashMap::new();
                     let mut rows: Vec<((V1, Option<V2>), isize)> = Vec::new();
+                    let mut rights: Vec<SideUpdate<K, V1, V2>> = Vec::new();
                     move |(left, left_frontier), (right, right_frontier), output| {
                         let port = output.output_index();
                         left.for_each_stamp(|cap, data| {
@@ -542,8 +606,14 @@ where
                         });
                         let frontiers = [left_frontier, right_frontier];
                         while let Some((time, mut batch)) = buffer.next_ready_all(&frontiers) {
-                            batch.sort_unstable_by(|a, b| (a.0).0.cmp(&(b.0).0));
-                            let mut updates = batch.drain(..).peekable();
+                            // right changes first, grouped by key (rare: dimension tables), so
+                            // a key's rows are re-emitted once; then each left change costs
+                            // one lookup (no sort of the time's updates)
+                            rights.extend(
+                                batch.extract_if(.., |(x, _)| matches!(x.1, Side::Right(_))),
+                            );
+                            rights.sort_unstable_by(|a, b| (a.0).0.cmp(&(b.0).0));
+                            let mut updates = rights.drain(..).peekable();
                             while let Some(((key, side), d)) = updates.next() {
                                 let mut group = vec![(side, d)];
                                 while let Some(((_, side), d)) =
@@ -551,23 +621,33 @@ where
                                 {
                                     group.push((side, d));
                                 }
+                                let state = states.entry(key.clone()).or_default();
+                                state.apply(group, &mut rows);
+                                if state.is_empty() {
+                                    states.remove(&key);
+                                }
+                            }
+                            drop(updates);
+                            for ((key, side), d) in batch.drain(..) {
+                                let Side::Left(v1) = side else { continue };
                                 match states.entry(key) {
-                                    hashbrown::hash_map::Entry::Occupied(mut e) => {
-                                        e.get_mut().apply(group, &mut rows);
+                                    Entry::Occupied(mut e) => {
+                                        e.get().rows(&v1, d, &mut rows);
+                                        e.get_mut().add_left(v1, d);
                                         if e.get().is_empty() {
                                             e.remove();
                                         }
                                     }
-                                    hashbrown::hash_map::Entry::Vacant(e) => {
+                                    Entry::Vacant(e) => {
                                         let mut state = JoinState::default();
-                                        state.apply(group, &mut rows);
+                                        state.rows(&v1, d, &mut rows);
+                                        state.add_left(v1, d);
                                         if !state.is_empty() {
                                             e.insert(state);
                                         }
                                     }
                                 }
                             }
-                            drop(updates);
                             buffer.recycle(batch);
                             rows.retain(|(_, d)| *d != 0);
                             if !rows.is_empty() {

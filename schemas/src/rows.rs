@@ -124,6 +124,15 @@ pub trait Row: Clone + Ord + Hash + Debug + Send + Sync + 'static {
     /// Every column's value, in the view's column order; `as_of` feeds columns derived at read
     /// time (`rfm.recency_days`).
     fn values(&self, as_of: Ms) -> Vec<Value>;
+
+    /// The first `n` columns' values (the primary key when `n` is the view's `key_len`): by
+    /// default from [`Row::values`]; rows of the views that change many rows at a time
+    /// override it, so a store's key builds no other column.
+    fn key_values(&self, n: usize) -> Vec<Value> {
+        let mut v = self.values(0);
+        v.truncate(n);
+        v
+    }
 }
 
 fn ratio(num: i64, den: i64, places: u32) -> Value {
@@ -226,6 +235,12 @@ impl Row for RfmRow {
             Value::Int(self.m_score as i64),
             s(self.segment().as_str()),
         ]
+    }
+
+    fn key_values(&self, n: usize) -> Vec<Value> {
+        let mut v = vec![Value::Str(self.user_id.clone())];
+        v.truncate(n);
+        v
     }
 }
 
@@ -390,6 +405,17 @@ impl Row for RevenueRow {
             Value::Int(self.unmatched_lines),
         ]
     }
+
+    fn key_values(&self, n: usize) -> Vec<Value> {
+        let mut v = vec![
+            s(self.dimension.as_str()),
+            Value::Str(self.value.clone()),
+            Value::Time(self.bucket),
+            Value::Str(self.currency.clone()),
+        ];
+        v.truncate(n);
+        v
+    }
 }
 
 // --------------------------------------------------------------------------------------- fraud
@@ -499,6 +525,12 @@ impl Row for ProductPerfRow {
             ratio(self.orders, self.views, 4),
         ]
     }
+
+    fn key_values(&self, n: usize) -> Vec<Value> {
+        let mut v = vec![Value::Str(self.product_id.clone()), Value::Time(self.day)];
+        v.truncate(n);
+        v
+    }
 }
 
 // ------------------------------------------------------------------------------------ inventory
@@ -532,6 +564,12 @@ impl Row for InventoryRow {
             ratio(7 * self.inventory_count, self.units_7d, 2),
             Value::Bool(self.units_7d != 0 && self.inventory_count < self.units_7d),
         ]
+    }
+
+    fn key_values(&self, n: usize) -> Vec<Value> {
+        let mut v = vec![Value::Str(self.product_id.clone())];
+        v.truncate(n);
+        v
     }
 }
 
@@ -629,4 +667,60 @@ pub const ALL_VIEWS: [ViewDef; 10] = [
 /// The view of a name.
 pub fn view_def(name: &str) -> Option<ViewDef> {
     ALL_VIEWS.into_iter().find(|v| v.name == name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The overridden `key_values` are the first columns of `values`, for every key length.
+    fn same_key<R: Row>(r: &R, key_len: usize) {
+        for n in 0..=key_len {
+            assert_eq!(r.key_values(n), r.values(0)[..n].to_vec(), "{r:?}, n = {n}");
+        }
+    }
+
+    #[test]
+    fn key_values_are_the_first_columns() {
+        let rfm = RfmRow {
+            user_id: "U-1".into(),
+            last_purchase: 86_400_000,
+            frequency: 3,
+            monetary: 12_345,
+            r_score: 5,
+            f_score: 4,
+            m_score: 3,
+        };
+        same_key(&rfm, RFM.key_len);
+        let rev = RevenueRow {
+            dimension: Dimension::Brand,
+            value: "a brand name longer than twenty-four bytes".into(),
+            bucket: 3_600_000,
+            currency: "EUR".into(),
+            orders: 2,
+            items: 5,
+            gross: 1_000,
+            discount: 100,
+            net: 900,
+            cost: 400,
+            unmatched_lines: 1,
+        };
+        same_key(&rev, REVENUE_HOURLY.key_len);
+        same_key(&rev, REVENUE_DAILY.key_len);
+        let perf = ProductPerfRow {
+            product_id: "P-7".into(),
+            day: 86_400_000,
+            views: 10,
+            add_to_carts: 3,
+            orders: 1,
+            units: 2,
+        };
+        same_key(&perf, PRODUCT_PERFORMANCE.key_len);
+        let inv = InventoryRow {
+            product_id: "P-7".into(),
+            inventory_count: 4,
+            units_7d: 9,
+        };
+        same_key(&inv, INVENTORY.key_len);
+    }
 }

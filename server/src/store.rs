@@ -210,22 +210,21 @@ pub struct ViewStore<R: Row> {
     history: HistoryConfig,
 }
 
-/// The row's primary key, encoded (see [`EncKey`]); the same as [`enc_keyvals`] of its
-/// [`KeyVal`]s.
-fn key_of<R: Row>(def: &ViewDef, r: &R) -> EncKey {
-    let mut out = Vec::with_capacity(16 * def.key_len);
-    for v in &r.values(0)[..def.key_len] {
+/// Writes the row's primary key, encoded (see [`EncKey`]), to `out` (cleared first): the same
+/// bytes as [`enc_keyvals`] of its [`KeyVal`]s.
+fn key_of<R: Row>(def: &ViewDef, r: &R, out: &mut Vec<u8>) {
+    out.clear();
+    for v in &r.key_values(def.key_len) {
         match v {
-            Value::Null => enc_null(&mut out),
-            Value::Bool(b) => enc_bool(&mut out, *b),
+            Value::Null => enc_null(out),
+            Value::Bool(b) => enc_bool(out, *b),
             Value::Int(i) | Value::Money(i) | Value::Time(i) | Value::Ratio(i, _) => {
-                enc_int(&mut out, *i)
+                enc_int(out, *i)
             }
-            Value::Number(n) => enc_int(&mut out, n.to_bits() as i64),
-            Value::Str(s) => enc_str(&mut out, s),
+            Value::Number(n) => enc_int(out, n.to_bits() as i64),
+            Value::Str(s) => enc_str(out, s),
         }
     }
-    out.into_boxed_slice()
 }
 
 fn delta_values<R: Row>(def: &ViewDef, r: &R, as_of: u64) -> Vec<Value> {
@@ -286,39 +285,37 @@ impl<R: Row> ViewStore<R> {
         rows
     }
 
-    /// Adds `d` copies of `r` under `key`; a key left without rows is removed (so a fold
-    /// costs its changes, never a pass over every row).
+    /// Adds `d` copies of `r` under its key (encoded into `key`, a scratch buffer); a key left
+    /// without rows is removed (so a fold costs its changes, never a pass over every row). The
+    /// row is cloned, and the key allocated, only when they are new.
     fn apply(
+        &self,
         rows: &mut BTreeMap<EncKey, Vec<(R, isize)>>,
         count: &mut usize,
-        key: EncKey,
-        r: R,
+        key: &mut Vec<u8>,
+        r: &R,
         d: isize,
     ) {
-        use std::collections::btree_map::Entry;
-        match rows.entry(key) {
-            Entry::Vacant(e) => {
-                e.insert(vec![(r, d)]);
-                *count += 1;
-            }
-            Entry::Occupied(mut e) => {
-                let slot = e.get_mut();
-                match slot.iter_mut().position(|(x, _)| *x == r) {
-                    Some(i) => {
-                        slot[i].1 += d;
-                        if slot[i].1 == 0 {
-                            slot.swap_remove(i);
-                            *count -= 1;
-                            if slot.is_empty() {
-                                e.remove();
-                            }
-                        }
-                    }
-                    None => {
-                        slot.push((r, d));
-                        *count += 1;
+        key_of(&self.def, r, key);
+        let Some(slot) = rows.get_mut(key.as_slice()) else {
+            rows.insert(key.as_slice().into(), vec![(r.clone(), d)]);
+            *count += 1;
+            return;
+        };
+        match slot.iter_mut().position(|(x, _)| x == r) {
+            Some(i) => {
+                slot[i].1 += d;
+                if slot[i].1 == 0 {
+                    slot.swap_remove(i);
+                    *count -= 1;
+                    if slot.is_empty() {
+                        rows.remove(key.as_slice());
                     }
                 }
+            }
+            None => {
+                slot.push((r.clone(), d));
+                *count += 1;
             }
         }
     }
@@ -340,30 +337,38 @@ impl<R: Row> ViewStore<R> {
             g.pending = keep;
             now
         };
-        let mut consolidated: HashMap<&R, isize> = HashMap::with_capacity(now.len());
-        for (r, _, d) in &now {
-            *consolidated.entry(r).or_insert(0) += d;
-        }
-        let mut changes: Vec<(R, isize)> = consolidated
-            .into_iter()
-            .filter(|(_, d)| *d != 0)
-            .map(|(r, d)| (r.clone(), d))
-            .collect();
-        // retractions first, so a key's old row leaves before its new row arrives
-        changes.sort_by_key(|(_, d)| *d > 0);
         let render = render || !g.subscribers.is_empty();
-        let mut diffs: Vec<(Vec<Value>, isize)> = if render {
-            changes
+        let mut key = Vec::with_capacity(64);
+        // Rows take insertions before retractions, so the key of a row that changes (`-old`,
+        // `+new`) never empties on the way: no removal and re-insertion of its entry.
+        let diffs = if render {
+            // consolidated: the deltas carry each changed row once
+            let mut consolidated: HashMap<&R, isize> = HashMap::with_capacity(now.len());
+            for (r, _, d) in &now {
+                *consolidated.entry(r).or_insert(0) += d;
+            }
+            let mut changes: Vec<(&R, isize)> =
+                consolidated.into_iter().filter(|(_, d)| *d != 0).collect();
+            // retractions first, so a key's old row leaves before its new row arrives
+            changes.sort_by_key(|(_, d)| *d > 0);
+            let diffs: Vec<(Vec<Value>, isize)> = changes
                 .iter()
-                .map(|(r, d)| (delta_values(&self.def, r, as_of), *d))
-                .collect()
+                .map(|(r, d)| (delta_values(&self.def, *r, as_of), *d))
+                .collect();
+            for (r, d) in changes.iter().rev() {
+                self.apply(&mut g.rows, &mut g.count, &mut key, r, *d);
+            }
+            Some(diffs)
         } else {
-            Vec::new()
+            // nobody reads the deltas: the updates as they are, no consolidation
+            for (r, _, d) in now.iter().filter(|u| u.2 > 0) {
+                self.apply(&mut g.rows, &mut g.count, &mut key, r, *d);
+            }
+            for (r, _, d) in now.iter().filter(|u| u.2 < 0) {
+                self.apply(&mut g.rows, &mut g.count, &mut key, r, *d);
+            }
+            None
         };
-        for (r, d) in changes {
-            let key = key_of(&self.def, &r);
-            Self::apply(&mut g.rows, &mut g.count, key, r, d);
-        }
         // history
         if !now.is_empty() && self.history.max_updates == 0 {
             // no history kept: only the floor moves
@@ -385,9 +390,7 @@ impl<R: Row> ViewStore<R> {
                 break;
             }
         }
-        if !render {
-            return None;
-        }
+        let mut diffs = diffs?;
         diffs.sort_by_key(|(_, d)| *d > 0);
         let diffs = Arc::new(diffs);
         let feed = if diffs.is_empty() {
@@ -437,9 +440,9 @@ impl<R: Row> ViewStore<R> {
         let mut count = g.count;
         let mut undo: Vec<(R, isize)> = undo.into_iter().filter(|(_, d)| *d != 0).collect();
         undo.sort_by_key(|(_, d)| *d > 0);
-        for (r, d) in undo {
-            let key = key_of(&self.def, &r);
-            Self::apply(&mut all, &mut count, key, r, d);
+        let mut key = Vec::with_capacity(64);
+        for (r, d) in undo.iter().rev() {
+            self.apply(&mut all, &mut count, &mut key, r, *d);
         }
         for (r, n) in all.values().flatten() {
             rows.extend(std::iter::repeat_n(r.clone(), (*n).max(0) as usize));
@@ -839,6 +842,8 @@ struct Shared {
     note: Mutex<Option<String>>,
     /// Bytes this process sent to the other processes of its cluster.
     sent_bytes: Arc<AtomicU64>,
+    /// The publisher's helper thread (see [`fold_helper`]).
+    fold_helper: Mutex<Option<crossbeam_channel::Sender<HelperMsg>>>,
 }
 
 /// A consistent read of several views: the read lock held while it lives.
@@ -866,38 +871,90 @@ impl ReadGuard<'_> {
 /// thread costs more to start than it saves.
 const PARALLEL_FOLD_MIN: usize = 4096;
 
+/// One fold of every view, shared by the publisher and its helper thread: each takes the next
+/// view (largest first) until none is left.
+struct FoldJob {
+    views: Vec<Arc<dyn AnyView>>,
+    order: Vec<usize>,
+    next: std::sync::atomic::AtomicUsize,
+    slots: Vec<Mutex<Option<Diffs>>>,
+    frontier: u64,
+    render: bool,
+}
+
+impl FoldJob {
+    fn work(&self) {
+        loop {
+            let k = self.next.fetch_add(1, Ordering::Relaxed);
+            let Some(&i) = self.order.get(k) else { break };
+            let d = self.views[i].fold_to(self.frontier, self.render);
+            *lock(&self.slots[i]) = d;
+        }
+    }
+}
+
+/// A job for the fold helper, and where it says it is done.
+type HelperMsg = (Arc<FoldJob>, crossbeam_channel::Sender<()>);
+
+/// The publisher's helper thread, started at the first fold that wants one and kept for the
+/// stores' lifetime (it ends when they are dropped): a thread per fold cost a fresh allocator
+/// heap each time, whose first touches of new pages were half of the fold's time.
+fn fold_helper(
+    slot: &Mutex<Option<crossbeam_channel::Sender<HelperMsg>>>,
+) -> Option<crossbeam_channel::Sender<HelperMsg>> {
+    let mut g = lock(slot);
+    if g.is_none() {
+        let (tx, rx) = crossbeam_channel::unbounded::<HelperMsg>();
+        let spawned = std::thread::Builder::new()
+            .name("publisher-2".into())
+            .spawn(move || {
+                for (job, done) in rx {
+                    job.work();
+                    let _ = done.send(());
+                }
+            });
+        if spawned.is_ok() {
+            *g = Some(tx);
+        }
+    }
+    g.clone()
+}
+
 /// Folds every view to `frontier`; returns each view's diffs, in the views' order. With many
-/// pending updates two threads share the views, the largest first: views are independent (one
-/// lock each), and the publisher holds the stores' write lock throughout, so readers still see
-/// every view at the same `as_of`. Halves the fold's share of an update's latency when the
-/// workers are idle, which they are once the probe passed the frontier.
-fn fold_all(views: &[Arc<dyn AnyView>], frontier: u64, render: bool) -> Vec<Option<Diffs>> {
+/// pending updates the publisher and its helper thread share the views, the largest first:
+/// views are independent (one lock each), and the publisher holds the stores' write lock
+/// throughout, so readers still see every view at the same `as_of`. Halves the fold's share of
+/// an update's latency when the workers are idle, which they are once the probe passed the
+/// frontier.
+fn fold_all(
+    views: &[Arc<dyn AnyView>],
+    helper: &Mutex<Option<crossbeam_channel::Sender<HelperMsg>>>,
+    frontier: u64,
+    render: bool,
+) -> Vec<Option<Diffs>> {
     let sizes: Vec<usize> = views.iter().map(|v| v.pending_len()).collect();
     if sizes.iter().sum::<usize>() < PARALLEL_FOLD_MIN {
         return views.iter().map(|v| v.fold_to(frontier, render)).collect();
     }
     let mut order: Vec<usize> = (0..views.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(sizes[i]));
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let slots: Vec<Mutex<Option<Diffs>>> = views.iter().map(|_| Mutex::new(None)).collect();
-    let work = || loop {
-        let k = next.fetch_add(1, Ordering::Relaxed);
-        let Some(&i) = order.get(k) else { break };
-        let d = views[i].fold_to(frontier, render);
-        *lock(&slots[i]) = d;
-    };
-    std::thread::scope(|s| {
-        let helper = std::thread::Builder::new()
-            .name("publisher-2".into())
-            .spawn_scoped(s, work);
-        // without a helper (no thread to be had) this thread folds them all
-        work();
-        drop(helper);
+    let job = Arc::new(FoldJob {
+        views: views.to_vec(),
+        order,
+        next: std::sync::atomic::AtomicUsize::new(0),
+        slots: views.iter().map(|_| Mutex::new(None)).collect(),
+        frontier,
+        render,
     });
-    slots
-        .into_iter()
-        .map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner()))
-        .collect()
+    let (done_tx, done_rx) = crossbeam_channel::bounded(1);
+    // without a helper (no thread to be had) this thread folds them all
+    let helped = fold_helper(helper).is_some_and(|h| h.send((job.clone(), done_tx)).is_ok());
+    job.work();
+    if helped {
+        // the helper may still be folding its last view
+        let _ = done_rx.recv();
+    }
+    job.slots.iter().map(|m| lock(m).take()).collect()
 }
 
 impl Stores {
@@ -1042,11 +1099,12 @@ impl Stores {
         }
         let mut listeners = lock(&self.shared.listeners);
         let render = !listeners.is_empty();
-        let views: Vec<(ViewDef, Diffs)> = fold_all(&self.views, frontier, render)
-            .into_iter()
-            .zip(&self.views)
-            .filter_map(|(d, v)| Some((v.def(), d?)))
-            .collect();
+        let views: Vec<(ViewDef, Diffs)> =
+            fold_all(&self.views, &self.shared.fold_helper, frontier, render)
+                .into_iter()
+                .zip(&self.views)
+                .filter_map(|(d, v)| Some((v.def(), d?)))
+                .collect();
         *f = frontier;
         self.shared.advances.fetch_add(1, Ordering::Relaxed);
         // send without the write lock: a listener that is full must not block readers, and
