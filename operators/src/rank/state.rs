@@ -175,15 +175,14 @@ impl<K: Ord + Clone + Debug, M: Ord + Clone + Debug> NtileState<K, M> {
         if self.inserted.is_empty() && self.removed.is_empty() {
             return Ok(stats);
         }
+        // counted before the set changes (it needs the old `n`); the set checks the changes as
+        // it applies them, and an invalid one undoes them all
+        let below = self.counts_below();
+        self.change_entries()?;
         let start = out.len();
         for entry in &self.removed {
             out.push(((entry.1.clone(), score(entry, &self.thresholds)), -1));
         }
-        let below = self.counts_below();
-        for entry in &self.removed {
-            self.entries.remove(entry);
-        }
-        self.entries.extend(self.inserted.iter().cloned());
         let thresholds = self.move_thresholds(&below, &mut stats.walk_steps);
         self.crossers.sort_unstable();
         self.crossers.dedup();
@@ -203,30 +202,51 @@ impl<K: Ord + Clone + Debug, M: Ord + Clone + Debug> NtileState<K, M> {
         Ok(stats)
     }
 
-    /// Splits consolidated `updates` into sorted `inserted` and `removed`, checking that they
-    /// keep the entries a set.
+    /// Splits consolidated `updates` into sorted `inserted` and `removed`, checking that each
+    /// diff is `+1` or `-1` (whether they keep the entries a set is checked as they are
+    /// applied, by [`Self::change_entries`]: one search per change instead of two).
     fn split(&mut self, updates: &mut Vec<((M, K), isize)>) -> Result<(), RankError> {
         self.inserted.clear();
         self.removed.clear();
         for (entry, diff) in updates.drain(..) {
-            let present = self.entries.contains(&entry);
             match diff {
-                1 if !present => self.inserted.push(entry),
-                -1 if present => self.removed.push(entry),
-                1 => {
-                    return Err(RankError::Duplicate {
-                        entry: format!("{entry:?}"),
-                    })
-                }
-                -1 => {
-                    return Err(RankError::Missing {
-                        entry: format!("{entry:?}"),
-                    })
-                }
+                1 => self.inserted.push(entry),
+                -1 => self.removed.push(entry),
                 diff => {
                     let entry = format!("{entry:?}");
+                    self.inserted.clear();
+                    self.removed.clear();
                     return Err(RankError::Multiplicity { entry, diff });
                 }
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes `removed` from the set and adds `inserted`; if an entry to remove is missing or
+    /// one to insert is already there, puts the set back as it was and says which.
+    fn change_entries(&mut self) -> Result<(), RankError> {
+        for (i, entry) in self.removed.iter().enumerate() {
+            if !self.entries.remove(entry) {
+                for e in &self.removed[..i] {
+                    self.entries.insert(e.clone());
+                }
+                return Err(RankError::Missing {
+                    entry: format!("{entry:?}"),
+                });
+            }
+        }
+        for (i, entry) in self.inserted.iter().enumerate() {
+            if !self.entries.insert(entry.clone()) {
+                for e in &self.inserted[..i] {
+                    self.entries.remove(e);
+                }
+                for e in &self.removed {
+                    self.entries.insert(e.clone());
+                }
+                return Err(RankError::Duplicate {
+                    entry: format!("{entry:?}"),
+                });
             }
         }
         Ok(())
