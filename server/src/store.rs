@@ -371,9 +371,19 @@ impl<R: Row> ViewStore<R> {
         };
         // history
         if !now.is_empty() && self.history.max_updates == 0 {
-            // no history kept: only the floor moves
+            // no history kept: only the floor moves, and the buffer takes the next updates
             g.floor = g.floor.max(as_of);
+            if g.pending.is_empty() {
+                let mut buffer = now;
+                buffer.clear();
+                g.pending = buffer;
+            }
         } else if !now.is_empty() {
+            // the buffer moves to the history: the next one is sized like it, so the workers'
+            // pushes do not grow it by doubling
+            if g.pending.is_empty() {
+                g.pending.reserve(now.len());
+            }
             g.history_len += now.len();
             g.history.push_back(Folded {
                 as_of,
