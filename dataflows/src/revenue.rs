@@ -16,6 +16,7 @@
 
 use crate::common::{id_hash, Coll, Sums7};
 use differential_dataflow::difference::Multiply;
+use differential_dataflow::AsCollection;
 use serde::{Deserialize, Serialize};
 use shopdiff_operators::keyed::{LeftJoin, ScanByKey, SumByKey};
 use shopdiff_schemas::records::Line;
@@ -23,6 +24,7 @@ use shopdiff_schemas::rows::{Dimension, RevenueRow};
 use shopdiff_schemas::tables::Product;
 use shopdiff_schemas::time::Ms;
 use std::hash::{BuildHasher, Hash, Hasher};
+use timely::dataflow::operators::vec::Partition;
 
 pub use crate::batch::Granularity;
 use shopdiff_schemas::Str;
@@ -83,13 +85,16 @@ pub fn revenue_views<'s>(
     priced: Coll<'s, (Line, Option<i64>)>,
 ) -> (Coll<'s, RevenueRow>, Coll<'s, RevenueRow>) {
     let rows = revenue_rows(priced, &[Granularity::Hourly, Granularity::Daily]);
-    let of = |g: Granularity| {
-        let tag = g as u8;
-        rows.clone()
-            .filter(move |(t, _)| *t == tag)
-            .map(|(_, row)| row)
-    };
-    (of(Granularity::Hourly), of(Granularity::Daily))
+    // split by granularity (tag 0 hourly, 1 daily) without cloning the rows to both sides
+    let mut parts: Vec<Coll<'s, RevenueRow>> = rows
+        .inner
+        .partition(2, |((g, row), t, d)| (u64::from(g), (row, t, d)))
+        .into_iter()
+        .map(|s| s.as_collection())
+        .collect();
+    let daily = parts.swap_remove(Granularity::Daily as usize);
+    let hourly = parts.swap_remove(Granularity::Hourly as usize);
+    (hourly, daily)
 }
 
 /// A revenue key: granularity (as `u8`), dimension, value, bucket, currency.
@@ -165,31 +170,102 @@ fn revenue_rows<'s>(
         })
 }
 
-/// One transaction's revenue keys (64-bit hashes) with how many of its lines each has.
+/// One transaction's revenue keys (64-bit hashes) with how many of its lines each has: a small
+/// vector searched linearly while the transaction has few keys (most have 16 to 40), a hash map
+/// past [`TX_KEYS_SMALL`], so a line of a transaction with thousands of lines still costs
+/// O(16), not O(the transaction's keys).
 #[derive(Default)]
-struct TxKeys(Vec<(u64, isize)>);
+enum TxKeys {
+    #[default]
+    Empty,
+    Small(Vec<(u64, isize)>),
+    Large(hashbrown::HashMap<u64, isize>),
+}
+
+/// The most keys a transaction keeps in a vector.
+const TX_KEYS_SMALL: usize = 64;
 
 impl TxKeys {
     /// Adds `d` lines to key `h`; returns the change of "this transaction is an order of the
     /// key": `1` when its count became positive, `-1` when it stopped being positive, else 0.
     fn add(&mut self, h: u64, d: isize) -> isize {
-        let i = match self.0.iter().position(|(k, _)| *k == h) {
-            Some(i) => i,
-            None => {
-                self.0.push((h, 0));
-                self.0.len() - 1
+        let (before, after) = match self {
+            TxKeys::Empty => {
+                *self = TxKeys::Small(vec![(h, d)]);
+                (false, d > 0)
+            }
+            TxKeys::Small(v) => match v.iter().position(|(k, _)| *k == h) {
+                Some(i) => {
+                    let before = v[i].1 > 0;
+                    v[i].1 += d;
+                    let after = v[i].1 > 0;
+                    if v[i].1 == 0 {
+                        v.swap_remove(i);
+                    }
+                    (before, after)
+                }
+                None if v.len() < TX_KEYS_SMALL => {
+                    v.push((h, d));
+                    (false, d > 0)
+                }
+                None => {
+                    let mut m: hashbrown::HashMap<u64, isize> = v.drain(..).collect();
+                    m.insert(h, d);
+                    *self = TxKeys::Large(m);
+                    (false, d > 0)
+                }
+            },
+            TxKeys::Large(m) => {
+                let n = m.entry(h).or_insert(0);
+                let before = *n > 0;
+                *n += d;
+                let after = *n > 0;
+                if *n == 0 {
+                    m.remove(&h);
+                }
+                (before, after)
             }
         };
-        let before = self.0[i].1 > 0;
-        self.0[i].1 += d;
-        let after = self.0[i].1 > 0;
-        if self.0[i].1 == 0 {
-            self.0.swap_remove(i);
-        }
         after as isize - before as isize
     }
 
     fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        match self {
+            TxKeys::Empty => true,
+            TxKeys::Small(v) => v.is_empty(),
+            TxKeys::Large(m) => m.is_empty(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The order changes of a transaction's keys match a plain count per key, below and past
+    /// the switch to a hash map, with retractions.
+    #[test]
+    fn tx_keys_report_when_a_key_starts_and_stops_counting() {
+        let mut keys = TxKeys::default();
+        let mut counts = std::collections::HashMap::<u64, isize>::new();
+        let mut step = |keys: &mut TxKeys, h: u64, d: isize| {
+            let n = counts.entry(h).or_insert(0);
+            let before = *n > 0;
+            *n += d;
+            let expected = (*n > 0) as isize - before as isize;
+            assert_eq!(keys.add(h, d), expected, "key {h}, diff {d}");
+        };
+        for h in 0..200u64 {
+            step(&mut keys, h % 150, 1);
+        }
+        assert!(matches!(keys, TxKeys::Large(_)));
+        for h in 0..200u64 {
+            step(&mut keys, h % 150, -1);
+        }
+        assert!(keys.is_empty());
+        step(&mut keys, 7, 1);
+        step(&mut keys, 7, 1);
+        step(&mut keys, 7, -2);
+        assert!(keys.is_empty());
     }
 }

@@ -9,8 +9,8 @@
 //!   ([`shopdiff_operators::rank::Ntile`]), one per measure, owned by workers 0, 1 and 3
 //!   (modulo the number of workers: with two, the recency ranking, the costliest since every
 //!   buyer's last purchase moves to the top, has a worker to itself): a change of one
-//!   customer's measure costs O(log n + customers whose score changes), never a re-sort. The measures and the three scores meet again in one per-user fold (a four-way
-//!   join by user).
+//!   customer's measure costs O(log n + customers whose score changes), never a re-sort. The
+//!   measures and the three scores meet again in one per-user fold (a four-way join by user).
 //! * Cost of one new line: one update of its user's state (a multiset of event times, a
 //!   transaction set and sums); then at most a few score changes per ranking, each one update
 //!   of the joining fold. O(log n).

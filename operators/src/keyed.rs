@@ -100,7 +100,7 @@ use hashbrown::hash_map::Entry;
 use hashbrown::HashMap;
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Exchange;
-use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::generic::{Operator, OutputBuilderSession};
 use timely::dataflow::operators::{Capability, InputCapability};
 use timely::progress::frontier::MutableAntichain;
 
@@ -235,21 +235,9 @@ where
                                 if slot.state.is_empty() {
                                     states.remove(&key);
                                 }
-                                if old != new {
-                                    if let Some(o) = old {
-                                        rows.push(((key.clone(), o), -1));
-                                    }
-                                    if let Some(n) = new {
-                                        rows.push(((key, n), 1));
-                                    }
-                                }
+                                push_change(&mut rows, key, old, new);
                             }
-                            if !rows.is_empty() {
-                                let cap = buffer.capability(time);
-                                output
-                                    .session(&cap)
-                                    .give_iterator(rows.drain(..).map(|(r, d)| (r, time, d)));
-                            }
+                            buffer.give(output, time, &mut rows);
                         }
                         buffer.downgrade();
                     }
@@ -354,15 +342,8 @@ where
                                     }
                                 }
                             }
-                            if !combined.is_empty() {
-                                let cap = buffer.capability(time);
-                                output.session(&cap).give_iterator(
-                                    combined
-                                        .drain()
-                                        .filter(|(_, r)| !r.is_zero())
-                                        .map(|(x, r)| (x, time, r)),
-                                );
-                            }
+                            rows.extend(combined.drain().filter(|(_, r)| !r.is_zero()));
+                            buffer.give(output, time, &mut rows);
                         }
                         buffer.downgrade();
                     }
@@ -428,21 +409,9 @@ where
                                 if new.is_none() {
                                     sums.remove(&key);
                                 }
-                                if old != new {
-                                    if let Some(o) = old {
-                                        rows.push(((key.clone(), o), -1));
-                                    }
-                                    if let Some(n) = new {
-                                        rows.push(((key, n), 1));
-                                    }
-                                }
+                                push_change(&mut rows, key, old, new);
                             }
-                            if !rows.is_empty() {
-                                let cap = buffer.capability(time);
-                                output
-                                    .session(&cap)
-                                    .give_iterator(rows.drain(..).map(|(r, d)| (r, time, d)));
-                            }
+                            buffer.give(output, time, &mut rows);
                         }
                         buffer.downgrade();
                     }
@@ -650,18 +619,35 @@ where
                             }
                             buffer.recycle(batch);
                             rows.retain(|(_, d)| *d != 0);
-                            if !rows.is_empty() {
-                                let cap = buffer.capability(time);
-                                output
-                                    .session(&cap)
-                                    .give_iterator(rows.drain(..).map(|(r, d)| (r, time, d)));
-                            }
+                            buffer.give(output, time, &mut rows);
                         }
                         buffer.downgrade();
                     }
                 },
             )
             .as_collection()
+    }
+}
+
+/// The output handle of these operators: updates `(data, time, diff)` in vectors.
+type VecOutput<'a, D, R> =
+    OutputBuilderSession<'a, u64, CapacityContainerBuilder<Vec<(D, u64, R)>>>;
+
+/// A key's row went from `old` to `new` (`None`: no row): retracts the old and inserts the new,
+/// nothing when they are equal.
+fn push_change<K: Clone, O: PartialEq>(
+    rows: &mut Vec<((K, O), isize)>,
+    key: K,
+    old: Option<O>,
+    new: Option<O>,
+) {
+    if old != new {
+        if let Some(o) = old {
+            rows.push(((key.clone(), o), -1));
+        }
+        if let Some(n) = new {
+            rows.push(((key, n), 1));
+        }
     }
 }
 
@@ -735,6 +721,22 @@ impl<X, R> Buffer<X, R> {
             return None;
         }
         Some(entry.remove_entry())
+    }
+
+    /// Sends `rows` (drained) at `time`, a time that was buffered; nothing when empty.
+    fn give<D: Clone + 'static, R2: Clone + 'static>(
+        &self,
+        output: &mut VecOutput<'_, D, R2>,
+        time: u64,
+        rows: &mut Vec<(D, R2)>,
+    ) {
+        if rows.is_empty() {
+            return;
+        }
+        let cap = self.capability(time);
+        output
+            .session(&cap)
+            .give_iterator(rows.drain(..).map(|(x, r)| (x, time, r)));
     }
 
     /// A capability for a time that was buffered.

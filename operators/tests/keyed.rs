@@ -54,7 +54,7 @@ fn run(updates: &[Update], workers: usize, step: u64) -> (Captured<FoldRow>, Cap
     sorted.sort_by_key(|u| u.2 / step);
     timely::execute(timely::Config::process(workers), move |worker| {
         let (f, s) = (f.clone(), s.clone());
-        let mut input = worker.dataflow::<u64, _, _>(|scope| {
+        let input = worker.dataflow::<u64, _, _>(|scope| {
             let (input, values) = scope.new_collection::<(u8, u8), isize>();
             values
                 .clone()
@@ -66,24 +66,36 @@ fn run(updates: &[Update], workers: usize, step: u64) -> (Captured<FoldRow>, Cap
                 .inspect(move |u| s.lock().unwrap().push(*u));
             input
         });
-        let (index, peers) = (worker.index(), worker.peers());
-        for (i, (k, v, t, d)) in sorted.iter().enumerate() {
-            let at = t / step * step;
-            if at > *input.time() {
-                input.advance_to(at);
-                input.flush();
-                worker.step();
-            }
-            if i % peers == index {
-                input.update_at((*k, *v), *t, *d);
-            }
-        }
-        input.close();
+        feed(worker, input, &sorted, step);
     })
     .unwrap();
     let f = folds.lock().unwrap().clone();
     let s = sums.lock().unwrap().clone();
     (f, s)
+}
+
+/// Feeds `sorted` updates round-robin over the workers, advancing the input coarsely (to
+/// multiples of `step`, a worker step at each) so several times are pending at once, then
+/// closes it.
+fn feed(
+    worker: &mut timely::worker::Worker,
+    mut input: differential_dataflow::input::InputSession<u64, (u8, u8), isize>,
+    sorted: &[Update],
+    step: u64,
+) {
+    let (index, peers) = (worker.index(), worker.peers());
+    for (i, (k, v, t, d)) in sorted.iter().enumerate() {
+        let at = t / step * step;
+        if at > *input.time() {
+            input.advance_to(at);
+            input.flush();
+            worker.step();
+        }
+        if i % peers == index {
+            input.update_at((*k, *v), *t, *d);
+        }
+    }
+    input.close();
 }
 
 /// Distinct values per key, the way revenue counts orders: a stage keyed by the value keeps
@@ -96,7 +108,7 @@ fn run_scan(updates: &[Update], workers: usize, step: u64) -> Captured<SumRow> {
     sorted.sort_by_key(|u| u.2 / step);
     timely::execute(timely::Config::process(workers), move |worker| {
         let r = r.clone();
-        let mut input = worker.dataflow::<u64, _, _>(|scope| {
+        let input = worker.dataflow::<u64, _, _>(|scope| {
             let (input, values) = scope.new_collection::<(u8, u8), isize>();
             values
                 .map(|(k, v)| (v, k))
@@ -120,19 +132,7 @@ fn run_scan(updates: &[Update], workers: usize, step: u64) -> Captured<SumRow> {
                 .inspect(move |u| r.lock().unwrap().push(*u));
             input
         });
-        let (index, peers) = (worker.index(), worker.peers());
-        for (i, (k, v, t, d)) in sorted.iter().enumerate() {
-            let at = t / step * step;
-            if at > *input.time() {
-                input.advance_to(at);
-                input.flush();
-                worker.step();
-            }
-            if i % peers == index {
-                input.update_at((*k, *v), *t, *d);
-            }
-        }
-        input.close();
+        feed(worker, input, &sorted, step);
     })
     .unwrap();
     let out = rows.lock().unwrap().clone();

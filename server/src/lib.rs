@@ -22,7 +22,7 @@ pub use store::{AnyView, Stores};
 
 /// mimalloc for every binary that links the engine: the dataflows allocate and free many small
 /// vectors and strings per record, where glibc's allocator took about a tenth of the workers'
-/// samples. Measured in one window (README, "Throughput"): all views 10-14% faster, peak RSS
+/// samples. Measured in one window (README, "Performance", round 3): all views 10-14% faster, peak RSS
 /// about 10% higher.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -31,7 +31,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// default returns them after 10 ms). The dataflows free and reallocate large buffers (batches
 /// of records, sorted update vectors) all the time; each returned page came back as a fresh
 /// page fault with the kernel zeroing 2 MiB huge pages, 12% of a replay's samples
-/// (`clear_page_erms`). Measured in one window (README, "Throughput"): revenue and data quality
+/// (`clear_page_erms`). Measured in one window (README, "Performance", round 3): revenue and data quality
 /// 268k -> 305-312k records/s, all views 179k -> 190k, peak RSS about 8% higher. The price: a
 /// process keeps its peak memory. Called by [`Engine::start`]; the environment variable
 /// `MIMALLOC_PURGE_DELAY`, when set, wins.

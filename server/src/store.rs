@@ -854,6 +854,10 @@ struct Shared {
     sent_bytes: Arc<AtomicU64>,
     /// The publisher's helper thread (see [`fold_helper`]).
     fold_helper: Mutex<Option<crossbeam_channel::Sender<HelperMsg>>>,
+    /// When the workers last reported a new frontier (the probe passed it).
+    reported_at: Mutex<Option<std::time::Instant>>,
+    /// How long the last fold of every view took, in nanoseconds.
+    last_fold_ns: AtomicU64,
 }
 
 /// A consistent read of several views: the read lock held while it lives.
@@ -1003,6 +1007,15 @@ impl Stores {
         self.read().as_of()
     }
 
+    /// When the workers last reported a new frontier (their probe passed it: every view's
+    /// changes below it are computed), and how long the publisher's last fold took: the two
+    /// parts of an update's latency (benches, metrics).
+    pub fn last_advance(&self) -> (Option<std::time::Instant>, Duration) {
+        let at = *lock(&self.shared.reported_at);
+        let fold = Duration::from_nanos(self.shared.last_fold_ns.load(Ordering::Relaxed));
+        (at, fold)
+    }
+
     /// How many advances have been folded (metrics).
     pub fn advances(&self) -> u64 {
         self.shared.advances.load(Ordering::Relaxed)
@@ -1059,6 +1072,7 @@ impl Stores {
         let mut r = lock(&self.shared.reported);
         if frontier > *r {
             *r = frontier;
+            *lock(&self.shared.reported_at) = Some(std::time::Instant::now());
             self.shared.wake.notify_all();
         }
     }
@@ -1109,6 +1123,7 @@ impl Stores {
         }
         let mut listeners = lock(&self.shared.listeners);
         let render = !listeners.is_empty();
+        let started = std::time::Instant::now();
         let views: Vec<(ViewDef, Diffs)> =
             fold_all(&self.views, &self.shared.fold_helper, frontier, render)
                 .into_iter()
@@ -1116,6 +1131,8 @@ impl Stores {
                 .filter_map(|(d, v)| Some((v.def(), d?)))
                 .collect();
         *f = frontier;
+        let took = started.elapsed().as_nanos().min(u64::MAX as u128) as u64;
+        self.shared.last_fold_ns.store(took, Ordering::Relaxed);
         self.shared.advances.fetch_add(1, Ordering::Relaxed);
         // send without the write lock: a listener that is full must not block readers, and
         // the sink reads the stores itself (it would deadlock on a lock held while it is full).

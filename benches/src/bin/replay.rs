@@ -129,6 +129,7 @@ fn updates(dir: &std::path::Path, workers: usize, n: usize) -> anyhow::Result<()
         .filter_map(|i| shopdiff_schemas::records::parse_transaction(&i.json).ok());
     let mut t = engine.fed_frontier().max(stats.as_of + tick);
     let mut ms = Vec::with_capacity(n);
+    let (mut compute, mut folds) = (Vec::with_capacity(n), Vec::with_capacity(n));
     for k in 0..n {
         let mut b = Batch::default();
         for _ in 0..1000 {
@@ -144,6 +145,12 @@ fn updates(dir: &std::path::Path, workers: usize, n: usize) -> anyhow::Result<()
         anyhow::ensure!(engine.feed(b), "engine stopped");
         wait_for(t + tick)?;
         ms.push(s.elapsed().as_secs_f64() * 1e3);
+        // the latency's two parts: the workers (feed until their probe passed) and the fold
+        let (reported, fold) = engine.stores().last_advance();
+        if let Some(at) = reported.filter(|at| *at >= s) {
+            compute.push((at - s).as_secs_f64() * 1e3);
+        }
+        folds.push(fold.as_secs_f64() * 1e3);
         t += tick;
     }
     println!(
@@ -152,6 +159,13 @@ fn updates(dir: &std::path::Path, workers: usize, n: usize) -> anyhow::Result<()
         pct(&mut ms, 0.99),
         peak_rss_mb()
     );
+    if !compute.is_empty() && !folds.is_empty() {
+        println!(
+            "  of which the workers (feed until the probe passed): median {:.1} ms; the publisher's fold into the stores: median {:.1} ms",
+            pct(&mut compute, 0.5),
+            pct(&mut folds, 0.5)
+        );
+    }
     drop(engine);
     Ok(())
 }
@@ -282,20 +296,15 @@ fn selected(dir: &std::path::Path, workers: usize, names: &[String]) -> anyhow::
                     let (hourly, daily) = revenue::revenue_views(priced);
                     sink(hourly, rh.clone(), &probe);
                     sink(daily, rd.clone(), &probe);
-                } else if has("revenue_hourly") {
-                    let v = revenue::revenue(
-                        lines.clone(),
-                        products.clone(),
-                        revenue::Granularity::Hourly,
-                    );
-                    sink(v, rh.clone(), &probe);
-                } else if has("revenue_daily") {
-                    let v = revenue::revenue(
-                        lines.clone(),
-                        products.clone(),
-                        revenue::Granularity::Daily,
-                    );
-                    sink(v, rd.clone(), &probe);
+                } else {
+                    let one = [
+                        ("revenue_hourly", revenue::Granularity::Hourly, &rh),
+                        ("revenue_daily", revenue::Granularity::Daily, &rd),
+                    ];
+                    for (_, g, store) in one.into_iter().filter(|(n, _, _)| has(n)) {
+                        let v = revenue::revenue(lines.clone(), products.clone(), g);
+                        sink(v, store.clone(), &probe);
+                    }
                 }
                 if has("rfm") {
                     sink(rfm::rfm(lines.clone()), rfm_s.clone(), &probe);
