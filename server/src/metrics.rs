@@ -291,7 +291,7 @@ pub fn peak_rss_mb() -> f64 {
 }
 
 /// Resident set size from `/proc/self/statm` (Linux).
-fn resident_bytes() -> Option<u64> {
+pub fn resident_bytes() -> Option<u64> {
     let text = std::fs::read_to_string("/proc/self/statm").ok()?;
     let pages: u64 = text.split_whitespace().nth(1)?.parse().ok()?;
     Some(pages * 4096)

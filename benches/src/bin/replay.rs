@@ -1,12 +1,12 @@
 //! Replay throughput: records/s and peak RSS of a full replay with every view.
 //!
 //! Run with: cargo run --release -p shopdiff-benches --bin replay -- DIR [-w N] [--parse-only]
-//!            [--updates N] [--views revenue_hourly,revenue_daily,data_quality]
+//!            [--updates N [--lines L]] [--views revenue_hourly,revenue_daily,data_quality]
 //!
 //! `DIR` is a recorded stream (make one with `shopdiff generate --out DIR --records 5000000`).
 //! Prints records, seconds, records/s, the process's peak RSS (VmHWM) and RSS per million
 //! customers (`rfm` rows). `--parse-only` reads and validates both event files on one thread,
-//! without the engine. `--updates N`: after the replay, N batches of 1,000 new order lines
+//! without the engine. `--updates N`: after the replay, N batches of 1,000 (`--lines L`) new order lines
 //! (from the generator with another seed, so existing and new customers buy), each at the next
 //! tick; reports the median and p99 time from handing a batch to the engine until every view
 //! is readable at its `as_of`. `--views A,B,..` replays through only those views (of
@@ -54,7 +54,13 @@ fn main() -> anyhow::Result<()> {
         .and_then(|i| args.get(i + 1))
         .and_then(|n| n.parse::<usize>().ok())
     {
-        return updates(&dir, workers, n);
+        let lines = args
+            .iter()
+            .position(|a| a == "--lines")
+            .and_then(|i| args.get(i + 1))
+            .and_then(|n| n.parse::<usize>().ok())
+            .unwrap_or(1000);
+        return updates(&dir, workers, n, lines);
     }
     let engine = EngineArgs {
         workers,
@@ -84,7 +90,7 @@ fn pct(v: &mut [f64], p: f64) -> f64 {
 }
 
 /// Replays `dir`, then measures batches of 1,000 new order lines.
-fn updates(dir: &std::path::Path, workers: usize, n: usize) -> anyhow::Result<()> {
+fn updates(dir: &std::path::Path, workers: usize, n: usize, size: usize) -> anyhow::Result<()> {
     let tick = 1000u64;
     let engine = Engine::start(&EngineConfig {
         cluster: None,
@@ -120,7 +126,7 @@ fn updates(dir: &std::path::Path, workers: usize, n: usize) -> anyhow::Result<()
     // new order lines: the generator with another seed, same user and product id space
     let gen = Generator::new(GenConfig {
         seed: 4242,
-        records: (n as u64 + 10) * 20_000,
+        records: (n as u64 + 10) * 20 * size.max(1000) as u64,
         bad_rate: 0.0,
         ..GenConfig::default()
     })?;
@@ -132,7 +138,7 @@ fn updates(dir: &std::path::Path, workers: usize, n: usize) -> anyhow::Result<()
     let (mut compute, mut folds) = (Vec::with_capacity(n), Vec::with_capacity(n));
     for k in 0..n {
         let mut b = Batch::default();
-        for _ in 0..1000 {
+        for _ in 0..size {
             let Some(mut l) = lines.next() else {
                 anyhow::bail!("the generator ran out of lines after {k} batches");
             };
@@ -154,7 +160,7 @@ fn updates(dir: &std::path::Path, workers: usize, n: usize) -> anyhow::Result<()
         t += tick;
     }
     println!(
-        "updates on a base of {base} records, workers={workers}: {n} batches of 1,000 order lines, each reflected in every view: median {:.1} ms, p99 {:.1} ms; peak_rss_mb={:.0}",
+        "updates on a base of {base} records, workers={workers}: {n} batches of {size} order lines, each reflected in every view: median {:.1} ms, p99 {:.1} ms; peak_rss_mb={:.0}",
         pct(&mut ms, 0.5),
         pct(&mut ms, 0.99),
         peak_rss_mb()

@@ -168,6 +168,8 @@ fn one(dir: &Path, view: &'static str, updates: usize, extra: &[Line]) {
         let tick = 1000u64;
         let mut t = frontier;
         let mut ms = Vec::new();
+        let rss_before = shopdiff_server::metrics::resident_bytes().unwrap_or(0);
+        let mut added = 0usize;
         for (k, chunk) in extra.chunks(1000).take(updates).enumerate() {
             let s = Instant::now();
             for l in chunk {
@@ -175,6 +177,7 @@ fn one(dir: &Path, view: &'static str, updates: usize, extra: &[Line]) {
                 l.ts = t as i64;
                 l.transaction_id = format!("N{k:05}-{}", l.transaction_id).into();
                 lines_in.update_at(l, t, 1);
+                added += 1;
             }
             t += tick;
             lines_in.advance_to(t);
@@ -194,17 +197,23 @@ fn one(dir: &Path, view: &'static str, updates: usize, extra: &[Line]) {
             }
             ms.push(s.elapsed().as_secs_f64() * 1e3);
         }
+        let grown = shopdiff_server::metrics::resident_bytes()
+            .unwrap_or(0)
+            .saturating_sub(rss_before);
         println!(
-            "{view:<20} replay {:>8.0} records/s   1,000 lines: median {:>7.2} ms  p99 {:>7.2} ms   (base {base}, peak RSS so far {:.0} MB)",
+            "{view:<20} replay {:>8.0} records/s   1,000 lines: median {:>7.2} ms  p99 {:>7.2} ms   RSS growth {:>6.0} bytes/line   (base {base}, peak RSS so far {:.0} MB)",
             base as f64 / secs,
             pct(&mut ms, 0.5),
             pct(&mut ms, 0.99),
+            grown as f64 / added.max(1) as f64,
             peak_rss_mb()
         );
     });
 }
 
 fn main() {
+    // freed memory stays with the allocator, so RSS growth is the state the updates added
+    shopdiff_server::tune_allocator();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some(dir) = args.first().map(PathBuf::from) else {
         eprintln!("usage: views_cost DIR [--view NAME] [--updates N]");
