@@ -184,6 +184,14 @@ pub struct Advance {
     pub views: Vec<(ViewDef, Diffs)>,
 }
 
+/// Writes to one element in each page of `v`'s spare capacity: the kernel maps the pages now.
+fn touch_pages<T>(v: &mut Vec<T>) {
+    let step = (4096 / std::mem::size_of::<T>().max(1)).max(1);
+    for x in v.spare_capacity_mut().iter_mut().step_by(step) {
+        *x = std::mem::MaybeUninit::zeroed();
+    }
+}
+
 struct Folded<R> {
     as_of: u64,
     updates: Vec<(R, u64, isize)>,
@@ -193,6 +201,12 @@ struct Inner<R> {
     rows: BTreeMap<EncKey, Vec<(R, isize)>>,
     count: usize,
     pending: Vec<(R, u64, isize)>,
+    /// Whether `pending`'s spare capacity may be memory nobody has written yet (see
+    /// [`AnyView::prepare`]).
+    pending_fresh: bool,
+    /// A buffer dropped from the history, cleared, to take the next updates: its memory is
+    /// already the process's, where a new buffer's first touch costs a page fault per page.
+    spare: Vec<(R, u64, isize)>,
     history: VecDeque<Folded<R>>,
     history_len: usize,
     /// The smallest `as_of` the history can still answer.
@@ -254,6 +268,8 @@ impl<R: Row> ViewStore<R> {
                 rows: BTreeMap::new(),
                 count: 0,
                 pending: Vec::new(),
+                pending_fresh: false,
+                spare: Vec::new(),
                 history: VecDeque::new(),
                 history_len: 0,
                 floor: 0,
@@ -379,10 +395,17 @@ impl<R: Row> ViewStore<R> {
                 g.pending = buffer;
             }
         } else if !now.is_empty() {
-            // the buffer moves to the history: the next one is sized like it, so the workers'
-            // pushes do not grow it by doubling
+            // the buffer moves to the history: the next one is a spare buffer or sized like it,
+            // so the workers' pushes do not grow it by doubling
             if g.pending.is_empty() {
-                g.pending.reserve(now.len());
+                // (a spare far larger than needed would keep its size in the history)
+                let fits = now.len()..=now.len().max(1024) * 4;
+                if fits.contains(&g.spare.capacity()) {
+                    g.pending = std::mem::take(&mut g.spare);
+                } else {
+                    g.pending.reserve(now.len());
+                    g.pending_fresh = true;
+                }
             }
             g.history_len += now.len();
             g.history.push_back(Folded {
@@ -395,7 +418,10 @@ impl<R: Row> ViewStore<R> {
             if front.as_of < span_floor || g.history_len > self.history.max_updates {
                 g.floor = g.floor.max(front.as_of);
                 g.history_len -= front.updates.len();
-                g.history.pop_front();
+                if let Some(mut old) = g.history.pop_front().map(|f| f.updates) {
+                    old.clear();
+                    g.spare = old;
+                }
             } else {
                 break;
             }
@@ -576,6 +602,10 @@ pub trait AnyView: Send + Sync {
     fn len(&self) -> usize;
     /// Updates pushed and not folded yet.
     fn pending_len(&self) -> usize;
+    /// Writes once to each page of a freshly reserved, still empty update buffer, so that the
+    /// workers' pushes do not take the page faults of its first touch (the publisher calls it
+    /// after an advance is out, off the update's path).
+    fn prepare(&self);
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -638,6 +668,13 @@ impl<R: Row> AnyView for ViewStore<R> {
 
     fn pending_len(&self) -> usize {
         lock(&self.inner).pending.len()
+    }
+
+    fn prepare(&self) {
+        let mut g = lock(&self.inner);
+        if std::mem::take(&mut g.pending_fresh) && g.pending.is_empty() {
+            touch_pages(&mut g.pending);
+        }
     }
 
     fn as_of(&self) -> Option<u64> {
@@ -1093,6 +1130,9 @@ impl Stores {
             };
             if target > self.folded() {
                 self.advance(target);
+                for v in &self.views {
+                    v.prepare();
+                }
             } else if stop.load(Ordering::Relaxed) {
                 return;
             }

@@ -21,6 +21,7 @@ use shopdiff_connectors::{Batch, Replay, ReplayOptions, TimeConfig};
 use shopdiff_dataflows::config::ViewsConfig;
 use shopdiff_schemas::records::{is_blank, parse_behavior, parse_transaction};
 use shopdiff_server::cli::{replay_dir, EngineArgs};
+use shopdiff_server::store::HistoryConfig;
 use shopdiff_server::{Engine, EngineConfig};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -60,7 +61,8 @@ fn main() -> anyhow::Result<()> {
             .and_then(|i| args.get(i + 1))
             .and_then(|n| n.parse::<usize>().ok())
             .unwrap_or(1000);
-        return updates(&dir, workers, n, lines);
+        let history = !args.iter().any(|a| a == "--no-history");
+        return updates(&dir, workers, n, lines, history);
     }
     let engine = EngineArgs {
         workers,
@@ -90,13 +92,26 @@ fn pct(v: &mut [f64], p: f64) -> f64 {
 }
 
 /// Replays `dir`, then measures batches of 1,000 new order lines.
-fn updates(dir: &std::path::Path, workers: usize, n: usize, size: usize) -> anyhow::Result<()> {
+fn updates(
+    dir: &std::path::Path,
+    workers: usize,
+    n: usize,
+    size: usize,
+    history: bool,
+) -> anyhow::Result<()> {
     let tick = 1000u64;
-    let engine = Engine::start(&EngineConfig {
-        cluster: None,
-        workers,
-        views: ViewsConfig::default(),
-    })
+    let engine = Engine::start_with(
+        &EngineConfig {
+            cluster: None,
+            workers,
+            views: ViewsConfig::default(),
+        },
+        if history {
+            HistoryConfig::default()
+        } else {
+            HistoryConfig::none()
+        },
+    )
     .map_err(anyhow::Error::msg)?;
     let replay = Replay::open(
         dir,
