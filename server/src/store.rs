@@ -1257,6 +1257,46 @@ mod tests {
     }
 
     #[test]
+    fn recycled_update_buffers_keep_the_history_exact() {
+        // a history of at most 6 updates: buffers leave it at nearly every fold and come back,
+        // cleared, as the next update buffer; fresh ones are touched by `prepare`
+        let v = ViewStore::with_history(
+            RFM_SEGMENTS,
+            1000,
+            HistoryConfig {
+                span_ms: 1 << 40,
+                max_updates: 6,
+            },
+        );
+        let mut states = Vec::new();
+        for k in 1..=20i64 {
+            let t = k as u64 * 1000;
+            let mut ups = vec![(seg(Segment::Loyal, k), t, 1)];
+            if k > 1 {
+                ups.push((seg(Segment::Loyal, k - 1), t, -1));
+            }
+            // folds of varying sizes: rows that come and go within the time
+            for j in 0..k % 4 {
+                ups.push((seg(Segment::New, j), t, 1));
+                ups.push((seg(Segment::New, j), t, -1));
+            }
+            v.push(&ups);
+            v.fold(t + 1000, false);
+            v.prepare();
+            states.push((t, vec![seg(Segment::Loyal, k).values(t as i64)]));
+        }
+        assert_eq!(v.rows(), vec![seg(Segment::Loyal, 20)]);
+        let mut answered = 0;
+        for (t, rows) in &states {
+            if let Some(a) = v.select(&Select::default(), *t, 20_000) {
+                assert_eq!(&a.rows, rows, "as_of {t}");
+                answered += 1;
+            }
+        }
+        assert!((2..states.len()).contains(&answered), "{answered}");
+    }
+
+    #[test]
     fn a_subscriber_that_does_not_read_is_dropped_with_the_reason_others_are_not() {
         let v = ViewStore::with_history(RFM_SEGMENTS, 1000, HistoryConfig::default());
         v.push(&[(seg(Segment::Loyal, 1), 0, 1)]);
