@@ -11,7 +11,7 @@
 //!   ([`LeftJoin::left_join`], used as an inner join), active counts by `(cohort, offset)` and
 //!   sizes by cohort ([`SumByKey::sum_by_key`]), and the counts with their cohort's size.
 
-use crate::common::{Coll, Count};
+use crate::common::{AnyLine, Coll, Count};
 use shopdiff_operators::keyed::{Keyed, LeftJoin, SumByKey};
 use shopdiff_schemas::records::Line;
 use shopdiff_schemas::rows::CohortRow;
@@ -20,15 +20,18 @@ use shopdiff_schemas::time::{month_index, month_start};
 use shopdiff_schemas::Str;
 
 /// Maintains `cohorts`.
-pub fn cohorts<'s>(
-    lines: Coll<'s, Line>,
+pub fn cohorts<'s, L: AnyLine>(
+    lines: Coll<'s, L>,
     customers: Coll<'s, (Str, Customer)>,
 ) -> Coll<'s, CohortRow> {
     let registered = customers.map(|(u, c)| (u, month_index(c.registration_date)));
     let sizes = registered.clone().map(|(_, m)| m).sum_by_key();
     // distinct (user, event month)
     let active_months = lines
-        .map(|l| ((l.user_id, month_index(l.ts)), ()))
+        .map(|l: L| {
+            let l: &Line = l.borrow();
+            ((l.user_id.clone(), month_index(l.ts)), ())
+        })
         .fold_by_key("ActiveMonths", |_k, n: &Count| n.present())
         .map(|((user, month), ())| (user, month));
     let active = active_months

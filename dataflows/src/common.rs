@@ -4,6 +4,7 @@ use differential_dataflow::difference::{Abelian, IsZero, Monoid, Multiply, Semig
 use differential_dataflow::VecCollection;
 use serde::{Deserialize, Serialize};
 use shopdiff_operators::keyed::Fold;
+use shopdiff_schemas::records::Line;
 
 /// A 64-bit hash of an identifier (transaction or session id) that is only compared for
 /// equality (distinct counts), so operators carry a `u64` instead of a string.
@@ -33,6 +34,19 @@ impl Fold<()> for Count {
     fn is_empty(&self) -> bool {
         self.0 == 0
     }
+}
+
+/// An order line as the views take it: a `Line` (tests, examples, the benches' single views)
+/// or an `Arc<Line>` ([`crate::views::all_views`]: a dozen consumers of one collection then
+/// each clone a pointer, not a 320-byte record, and the lines kept in revenue's join state and
+/// moved through its exchanges are 8 bytes). Serialized as the line itself between processes.
+pub trait AnyLine:
+    std::borrow::Borrow<Line> + differential_dataflow::ExchangeData + std::hash::Hash
+{
+}
+impl<T> AnyLine for T where
+    T: std::borrow::Borrow<Line> + differential_dataflow::ExchangeData + std::hash::Hash
+{
 }
 
 /// A collection of `D` in shopdiff's logical time (milliseconds, on tick boundaries).

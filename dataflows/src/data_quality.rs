@@ -9,27 +9,26 @@
 //! * State: per product and per user, its lines and table rows ([`Keyed::fold_by_key`]), and
 //!   the per-`(source, reason)` sums ([`SumByKey::sum_by_key`]); hash maps, no arrangements.
 
-use crate::common::Coll;
+use crate::common::{AnyLine, Coll};
 use shopdiff_operators::keyed::{Fold, Keyed, SumByKey};
-use shopdiff_schemas::records::Line;
 use shopdiff_schemas::rows::QualityRow;
 use shopdiff_schemas::tables::{Customer, Product};
 use shopdiff_schemas::{Reason, Source, Str};
 
 /// Maintains `data_quality`.
-pub fn data_quality<'s>(
+pub fn data_quality<'s, L: AnyLine>(
     quality: Coll<'s, (Source, Reason)>,
-    lines: Coll<'s, Line>,
+    lines: Coll<'s, L>,
     products: Coll<'s, (Str, Product)>,
     customers: Coll<'s, (Str, Customer)>,
 ) -> Coll<'s, QualityRow> {
     let unknown_products = unknown(
-        lines.clone().map(|l| l.product_id),
+        lines.clone().map(|l: L| l.borrow().product_id.clone()),
         products.map(|(k, _)| k),
         Reason::UnknownProduct,
     );
     let unknown_customers = unknown(
-        lines.map(|l| l.user_id),
+        lines.map(|l: L| l.borrow().user_id.clone()),
         customers.map(|(k, _)| k),
         Reason::UnknownCustomer,
     );

@@ -17,7 +17,7 @@
 //!   session hash with the session risks) in [`LeftJoin::left_join`] hash maps, their misses
 //!   dropped. No arrangements.
 
-use crate::common::{id_hash, Coll, Count};
+use crate::common::{id_hash, AnyLine, Coll, Count};
 use crate::config::FraudConfig;
 use shopdiff_operators::keyed::{Fold, Keyed, LeftJoin};
 use shopdiff_operators::window::WindowAggregates;
@@ -28,8 +28,8 @@ use shopdiff_schemas::time::{ceil_tick, Ms};
 use shopdiff_schemas::Str;
 
 /// Maintains `fraud_alerts`.
-pub fn fraud_alerts<'s>(
-    lines: Coll<'s, Line>,
+pub fn fraud_alerts<'s, L: AnyLine>(
+    lines: Coll<'s, L>,
     events: Coll<'s, Event>,
     ips: Coll<'s, (Str, IpRep)>,
     cfg: &FraudConfig,
@@ -54,12 +54,18 @@ pub fn fraud_alerts<'s>(
     };
     let velocity = lines
         .clone()
-        .map(|l| (l.user_id, (l.transaction_id, l.ts)))
+        .map(|l: L| {
+            let l: &Line = l.borrow();
+            (l.user_id.clone(), (l.transaction_id.clone(), l.ts))
+        })
         .window_distinct_count(cfg.velocity.window_ms, start, |(tx, _)| tx.clone())
         .flat_map(alert(Rule::Velocity, cfg.velocity.threshold, true));
     let amount = lines
         .clone()
-        .map(|l| (l.user_id.clone(), (l.ts, l.net())))
+        .map(|l: L| {
+            let l: &Line = l.borrow();
+            (l.user_id.clone(), (l.ts, l.net()))
+        })
         .window_sum(
             cfg.amount.window_ms,
             move |v: &(Str, (Ms, i64))| ceil_tick((v.1).0, tick),
@@ -68,7 +74,12 @@ pub fn fraud_alerts<'s>(
         .flat_map(alert(Rule::Amount, cfg.amount.threshold, true));
     let geo = lines
         .clone()
-        .flat_map(|l| l.known_country().cloned().map(|c| (l.user_id, (c, l.ts))))
+        .flat_map(|l: L| {
+            let l: &Line = l.borrow();
+            l.known_country()
+                .cloned()
+                .map(|c| (l.user_id.clone(), (c, l.ts)))
+        })
         .window_distinct_count(cfg.geo.window_ms, start, |(c, _)| c.clone())
         .flat_map(alert(Rule::Geo, cfg.geo.threshold, false));
     let risky = risky_ip(lines, events, ips, cfg.risky_ip_threshold);
@@ -78,8 +89,8 @@ pub fn fraud_alerts<'s>(
 /// `risky_ip`: transactions whose sessions saw an IP at or above the threshold. IPs and
 /// sessions travel as 64-bit hashes (only compared for equality, like the transaction ids of
 /// the distinct counts); the transaction id and user stay strings for the row.
-fn risky_ip<'s>(
-    lines: Coll<'s, Line>,
+fn risky_ip<'s, L: AnyLine>(
+    lines: Coll<'s, L>,
     events: Coll<'s, Event>,
     ips: Coll<'s, (Str, IpRep)>,
     threshold: i64,
@@ -101,9 +112,14 @@ fn risky_ip<'s>(
         .flat_map(|(session, score)| score.map(|s| (session, s)))
         .fold_by_key("SessionRisk", |_s, m: &Values<i64>| m.max());
     let tx_sessions = lines
-        .flat_map(|l| {
-            l.session_id
-                .map(|s| ((id_hash(&s), (l.transaction_id, l.user_id)), ()))
+        .flat_map(|l: L| {
+            let l: &Line = l.borrow();
+            l.session_id.as_ref().map(|s| {
+                (
+                    (id_hash(s), (l.transaction_id.clone(), l.user_id.clone())),
+                    (),
+                )
+            })
         })
         .fold_by_key("TxSessions", |_k, n: &Count| n.present())
         .map(|((s, tx_user), ())| (s, tx_user));

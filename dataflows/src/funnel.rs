@@ -8,7 +8,7 @@
 //! * State: per `(session, day)` its counts ([`Keyed::fold_by_key`]) and per day the sums
 //!   ([`SumByKey::sum_by_key`]); hash maps, no arrangements.
 
-use crate::common::{id_hash, Coll, Sums7};
+use crate::common::{id_hash, AnyLine, Coll, Sums7};
 use shopdiff_operators::keyed::{Fold, Keyed, SumByKey};
 use shopdiff_schemas::records::{Event, EventKind, Line};
 use shopdiff_schemas::rows::FunnelRow;
@@ -66,7 +66,7 @@ impl SessionDay {
 }
 
 /// Maintains `funnel_daily`.
-pub fn funnel<'s>(lines: Coll<'s, Line>, events: Coll<'s, Event>) -> Coll<'s, FunnelRow> {
+pub fn funnel<'s, L: AnyLine>(lines: Coll<'s, L>, events: Coll<'s, Event>) -> Coll<'s, FunnelRow> {
     let seen = events.flat_map(|e: Event| {
         let s = e.session_id?;
         let stage = match e.kind {
@@ -77,9 +77,11 @@ pub fn funnel<'s>(lines: Coll<'s, Line>, events: Coll<'s, Event>) -> Coll<'s, Fu
         };
         Some(((id_hash(&s), day_start(e.ts)), stage as u8))
     });
-    let bought = lines.flat_map(|l: Line| {
+    let bought = lines.flat_map(|l: L| {
+        let l: &Line = l.borrow();
         l.session_id
-            .map(|s| ((id_hash(&s), day_start(l.ts)), BOUGHT))
+            .as_ref()
+            .map(|s| ((id_hash(s), day_start(l.ts)), BOUGHT))
     });
     seen.concat(bought)
         .fold_by_key("SessionDays", |_k, s: &SessionDay| s.flags())

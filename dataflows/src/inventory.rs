@@ -10,7 +10,7 @@
 //!   products with them ([`LeftJoin::left_join`]: a window sum's change re-emits its one
 //!   product row). No arrangements.
 
-use crate::common::Coll;
+use crate::common::{AnyLine, Coll};
 use crate::config::INVENTORY_WINDOW_MS;
 use shopdiff_operators::keyed::LeftJoin;
 use shopdiff_operators::window::WindowAggregates;
@@ -21,13 +21,16 @@ use shopdiff_schemas::time::{ceil_tick, Ms};
 use shopdiff_schemas::Str;
 
 /// Maintains `inventory`.
-pub fn inventory<'s>(
-    lines: Coll<'s, Line>,
+pub fn inventory<'s, L: AnyLine>(
+    lines: Coll<'s, L>,
     products: Coll<'s, (Str, Product)>,
     tick: u64,
 ) -> Coll<'s, InventoryRow> {
     let units = lines
-        .map(|l| (l.product_id, (l.quantity, l.ts)))
+        .map(|l: L| {
+            let l: &Line = l.borrow();
+            (l.product_id.clone(), (l.quantity, l.ts))
+        })
         .window_sum(
             INVENTORY_WINDOW_MS,
             move |v: &(Str, (i64, Ms))| ceil_tick((v.1).1, tick),

@@ -7,7 +7,7 @@
 //! * State: one [`Keyed::fold_by_key`] state per `(product, day)` (a hash map per worker, no
 //!   arrangements).
 
-use crate::common::{id_hash, Coll};
+use crate::common::{id_hash, AnyLine, Coll};
 use serde::{Deserialize, Serialize};
 use shopdiff_operators::keyed::{Distinct, Fold, Keyed};
 use shopdiff_schemas::records::{Event, EventKind, Line};
@@ -54,8 +54,8 @@ impl Fold<Activity> for Perf {
 }
 
 /// Maintains `product_performance`.
-pub fn product_performance<'s>(
-    lines: Coll<'s, Line>,
+pub fn product_performance<'s, L: AnyLine>(
+    lines: Coll<'s, L>,
     events: Coll<'s, Event>,
 ) -> Coll<'s, ProductPerfRow> {
     let from_events = events.flat_map(|e: Event| {
@@ -69,7 +69,8 @@ pub fn product_performance<'s>(
             _ => None,
         }
     });
-    let from_lines = lines.map(|l: Line| {
+    let from_lines = lines.map(|l: L| {
+        let l: &Line = l.borrow();
         (
             (l.product_id.clone(), day_start(l.ts)),
             Activity::Line(id_hash(&l.transaction_id), l.quantity),

@@ -14,7 +14,7 @@
 //!   arrangements, no per-key set of transactions: `orders`, a distinct count, becomes a sum
 //!   of `+1 / -1` changes decided where a transaction's lines meet.
 
-use crate::common::{id_hash, Coll, Sums7};
+use crate::common::{id_hash, AnyLine, Coll, Sums7};
 use differential_dataflow::difference::Multiply;
 use differential_dataflow::AsCollection;
 use serde::{Deserialize, Serialize};
@@ -56,19 +56,19 @@ const MATCHED: usize = 6;
 /// `None` (an unmatched line) otherwise, each line exactly once ([`LeftJoin::left_join`]: the
 /// lines by product in a hash map, shared by both granularities); a product's cost change
 /// re-prices that product's lines.
-pub fn priced_lines<'s>(
-    lines: Coll<'s, Line>,
+pub fn priced_lines<'s, L: AnyLine>(
+    lines: Coll<'s, L>,
     products: Coll<'s, (Str, Product)>,
-) -> Coll<'s, (Line, Option<i64>)> {
+) -> Coll<'s, (L, Option<i64>)> {
     // products are keyed by id, so a line matches at most one row
     lines
-        .map(|l| (l.product_id.clone(), l))
+        .map(|l: L| (l.borrow().product_id.clone(), l))
         .left_join(products.map(|(id, p)| (id, p.cost)))
 }
 
 /// Maintains `revenue_hourly` or `revenue_daily`.
-pub fn revenue<'s>(
-    lines: Coll<'s, Line>,
+pub fn revenue<'s, L: AnyLine>(
+    lines: Coll<'s, L>,
     products: Coll<'s, (Str, Product)>,
     g: Granularity,
 ) -> Coll<'s, RevenueRow> {
@@ -81,8 +81,8 @@ pub fn revenue<'s>(
 
 /// `revenue_hourly` and `revenue_daily` from lines already priced by [`priced_lines`]: one
 /// transaction stage and one sum for both.
-pub fn revenue_views<'s>(
-    priced: Coll<'s, (Line, Option<i64>)>,
+pub fn revenue_views<'s, L: AnyLine>(
+    priced: Coll<'s, (L, Option<i64>)>,
 ) -> (Coll<'s, RevenueRow>, Coll<'s, RevenueRow>) {
     let rows = revenue_rows(priced, &[Granularity::Hourly, Granularity::Daily]);
     // split by granularity (tag 0 hourly, 1 daily) without cloning the rows to both sides
@@ -117,16 +117,17 @@ impl Hash for HashedKey {
 }
 
 /// The rows of the granularities `grans`, tagged with theirs (`Granularity as u8`).
-fn revenue_rows<'s>(
-    priced: Coll<'s, (Line, Option<i64>)>,
+fn revenue_rows<'s, L: AnyLine>(
+    priced: Coll<'s, (L, Option<i64>)>,
     grans: &'static [Granularity],
 ) -> Coll<'s, (u8, RevenueRow)> {
     let hasher = foldhash::fast::FixedState::with_seed(0x5d1f_4e11_0000_0001);
     priced
-        .map(|(l, cost)| (id_hash(&l.transaction_id), (l, cost)))
+        .map(|(l, cost): (L, Option<i64>)| (id_hash(&l.borrow().transaction_id), (l, cost)))
         .scan_by_key(
             "RevenueOrders",
-            move |_tx, keys: &mut TxKeys, (l, cost): (Line, Option<i64>), d, out| {
+            move |_tx, keys: &mut TxKeys, (l, cost): (L, Option<i64>), d, out| {
+                let l: &Line = l.borrow();
                 let mut s = Sums7::zero();
                 s.0[LINES] = 1;
                 s.0[ITEMS] = l.quantity as isize;
@@ -139,7 +140,7 @@ fn revenue_rows<'s>(
                 let s = s.multiply(&d);
                 for &g in grans {
                     let bucket = g.bucket(l.ts);
-                    for (dim, v) in dimensions(&l) {
+                    for (dim, v) in dimensions(l) {
                         let key: RevKey = (g as u8, dim, v, bucket, l.currency.clone());
                         let hash = hasher.hash_one(&key);
                         let mut m = s;

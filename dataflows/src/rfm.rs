@@ -17,7 +17,7 @@
 //! * State: the two per-user folds (hash maps, no arrangements) and the three rankings;
 //!   segments sum the rows in a hash map ([`SumByKey::sum_by_key`]).
 
-use crate::common::{id_hash, Coll};
+use crate::common::{id_hash, AnyLine, Coll};
 use serde::{Deserialize, Serialize};
 use shopdiff_operators::keyed::{Distinct, Fold, Keyed, SumByKey};
 use shopdiff_operators::rank::Ntile;
@@ -29,9 +29,10 @@ use shopdiff_schemas::Str;
 use std::collections::BTreeMap;
 
 /// Maintains `rfm`.
-pub fn rfm<'s>(lines: Coll<'s, Line>) -> Coll<'s, RfmRow> {
+pub fn rfm<'s, L: AnyLine>(lines: Coll<'s, L>) -> Coll<'s, RfmRow> {
     let measures = lines
-        .map(|l| {
+        .map(|l: L| {
+            let l: &Line = l.borrow();
             (
                 l.user_id.clone(),
                 (l.ts, id_hash(&l.transaction_id), l.net()),

@@ -42,25 +42,27 @@ pub struct ViewColls<'s> {
 
 /// Builds every view.
 pub fn all_views<'s>(i: InputColls<'s>, cfg: &ViewsConfig) -> ViewColls<'s> {
-    let rfm_rows = rfm(i.lines.clone());
+    // one `Arc` per line; its dozen consumers clone the pointer (see `AnyLine`)
+    let lines = i.lines.map(std::sync::Arc::new);
+    let rfm_rows = rfm(lines.clone());
     let (revenue_hourly, revenue_daily) =
-        revenue_views(priced_lines(i.lines.clone(), i.products.clone()));
+        revenue_views(priced_lines(lines.clone(), i.products.clone()));
     ViewColls {
         rfm_segments: rfm_segments(rfm_rows.clone()),
         rfm: rfm_rows,
-        cohorts: cohorts(i.lines.clone(), i.customers.clone()),
+        cohorts: cohorts(lines.clone(), i.customers.clone()),
         revenue_hourly,
         revenue_daily,
         fraud_alerts: fraud_alerts(
-            i.lines.clone(),
+            lines.clone(),
             i.events.clone(),
             i.ips,
             &cfg.fraud,
             cfg.tick_ms,
         ),
-        product_performance: product_performance(i.lines.clone(), i.events.clone()),
-        inventory: inventory(i.lines.clone(), i.products.clone(), cfg.tick_ms),
-        funnel_daily: funnel(i.lines.clone(), i.events),
-        data_quality: data_quality(i.quality, i.lines, i.products, i.customers),
+        product_performance: product_performance(lines.clone(), i.events.clone()),
+        inventory: inventory(lines.clone(), i.products.clone(), cfg.tick_ms),
+        funnel_daily: funnel(lines.clone(), i.events),
+        data_quality: data_quality(i.quality, lines, i.products, i.customers),
     }
 }
