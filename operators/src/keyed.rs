@@ -428,7 +428,8 @@ pub trait LeftJoin<'scope, K, V1> {
     /// key has no right record: a left outer join keeping only the values. Per key, the left
     /// records are kept in a hash map and the right ones in a small list: a left change costs
     /// one lookup and emits one row per right record; a right change re-emits the key's left
-    /// records (`O(left records of the key)`), meant for small dimension tables.
+    /// records (`O(left records of the key)`, once per key and time: a time's right changes
+    /// are sorted by key), meant for right sides with few records per key.
     fn left_join<V2>(
         self,
         right: VecCollection<'scope, u64, (K, V2), isize>,
@@ -436,9 +437,6 @@ pub trait LeftJoin<'scope, K, V1> {
     where
         V2: ExchangeData;
 }
-
-/// A keyed update of either side in [`LeftJoin::left_join`].
-type SideUpdate<K, V1, V2> = ((K, Side<V1, V2>), isize);
 
 /// One side's update in [`LeftJoin::left_join`].
 enum Side<V1, V2> {
@@ -510,27 +508,16 @@ impl<V1: ExchangeData + std::hash::Hash, V2: ExchangeData> JoinState<V1, V2> {
     }
 
     /// Applies one key's updates of one time, emitting the changes of its rows.
-    fn apply(
+    /// The key's right records change by `updates`: its rows are retracted as they were and
+    /// emitted again with the new right records.
+    fn apply_right(
         &mut self,
-        updates: Vec<(Side<V1, V2>, isize)>,
+        updates: impl IntoIterator<Item = (V2, isize)>,
         out: &mut Vec<((V1, Option<V2>), isize)>,
     ) {
-        if updates.iter().all(|(s, _)| matches!(s, Side::Left(_))) {
-            for (s, d) in updates {
-                if let Side::Left(v1) = s {
-                    self.rows(&v1, d, out);
-                    self.add_left(v1, d);
-                }
-            }
-            return;
-        }
-        // the right side changes: re-emit the key's rows
         self.all_rows(-1, out);
-        for (s, d) in updates {
-            match s {
-                Side::Left(v1) => self.add_left(v1, d),
-                Side::Right(v2) => self.add_right(v2, d),
-            }
+        for (v2, d) in updates {
+            self.add_right(v2, d);
         }
         self.all_rows(1, out);
     }
@@ -560,7 +547,7 @@ where
                     let mut buffer: Buffer<(K, Side<V1, V2>), isize> = Buffer::default();
                     let mut states: HashMap<K, JoinState<V1, V2>> = HashMap::new();
                     let mut rows: Vec<((V1, Option<V2>), isize)> = Vec::new();
-                    let mut rights: Vec<SideUpdate<K, V1, V2>> = Vec::new();
+                    let mut rights: Vec<((K, V2), isize)> = Vec::new();
                     move |(left, left_frontier), (right, right_frontier), output| {
                         let port = output.output_index();
                         left.for_each_stamp(|cap, data| {
@@ -575,23 +562,28 @@ where
                         });
                         let frontiers = [left_frontier, right_frontier];
                         while let Some((time, mut batch)) = buffer.next_ready_all(&frontiers) {
-                            // right changes first, grouped by key (rare: dimension tables), so
-                            // a key's rows are re-emitted once; then each left change costs
-                            // one lookup (no sort of the time's updates)
+                            // right changes first, sorted by key so that a key's rows are
+                            // re-emitted once per time (only the right side is sorted); then
+                            // each left change costs one lookup
                             rights.extend(
-                                batch.extract_if(.., |(x, _)| matches!(x.1, Side::Right(_))),
+                                batch
+                                    .extract_if(.., |(x, _)| matches!(x.1, Side::Right(_)))
+                                    .filter_map(|((k, side), d)| match side {
+                                        Side::Right(v2) => Some(((k, v2), d)),
+                                        Side::Left(_) => None,
+                                    }),
                             );
                             rights.sort_unstable_by(|a, b| (a.0).0.cmp(&(b.0).0));
                             let mut updates = rights.drain(..).peekable();
-                            while let Some(((key, side), d)) = updates.next() {
-                                let mut group = vec![(side, d)];
-                                while let Some(((_, side), d)) =
+                            while let Some(((key, v2), d)) = updates.next() {
+                                let mut group = vec![(v2, d)];
+                                while let Some(((_, v2), d)) =
                                     updates.next_if(|((k, _), _)| *k == key)
                                 {
-                                    group.push((side, d));
+                                    group.push((v2, d));
                                 }
                                 let state = states.entry(key.clone()).or_default();
-                                state.apply(group, &mut rows);
+                                state.apply_right(group, &mut rows);
                                 if state.is_empty() {
                                     states.remove(&key);
                                 }

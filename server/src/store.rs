@@ -671,10 +671,19 @@ impl<R: Row> AnyView for ViewStore<R> {
     }
 
     fn prepare(&self) {
+        // taken out and touched without the lock, so a worker pushing meanwhile never waits
+        // for the page faults; what it pushed meanwhile joins the touched buffer
+        let mut buffer = {
+            let mut g = lock(&self.inner);
+            if !std::mem::take(&mut g.pending_fresh) || !g.pending.is_empty() {
+                return;
+            }
+            std::mem::take(&mut g.pending)
+        };
+        touch_pages(&mut buffer);
         let mut g = lock(&self.inner);
-        if std::mem::take(&mut g.pending_fresh) && g.pending.is_empty() {
-            touch_pages(&mut g.pending);
-        }
+        buffer.append(&mut g.pending);
+        g.pending = buffer;
     }
 
     fn as_of(&self) -> Option<u64> {

@@ -30,7 +30,9 @@ fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let dir = PathBuf::from(
         args.first()
-            .context("usage: replay DIR [-w N] [--parse-only]")?,
+            .context(
+                "usage: replay DIR [-w N] [--parse-only | --views A,B | --updates N [--lines L] [--no-history]]",
+            )?,
     );
     let workers = args
         .iter()
