@@ -904,6 +904,10 @@ struct Shared {
     reported_at: Mutex<Option<std::time::Instant>>,
     /// How long the last fold of every view took, in nanoseconds.
     last_fold_ns: AtomicU64,
+    /// The frontier of the last advance, and a wake-up for whoever waits for one
+    /// ([`Stores::wait_as_of`]).
+    advanced: Mutex<u64>,
+    advanced_cv: Condvar,
 }
 
 /// A consistent read of several views: the read lock held while it lives.
@@ -1062,6 +1066,29 @@ impl Stores {
         (at, fold)
     }
 
+    /// Blocks until every view is readable at `as_of` or later, or `timeout` passed (or the
+    /// engine failed); returns the `as_of` then (`None`: none yet). Without polling: the
+    /// publisher wakes the waiters after each advance.
+    pub fn wait_as_of(&self, as_of: u64, timeout: Duration) -> Option<u64> {
+        let tick = self.tick();
+        let deadline = std::time::Instant::now() + timeout;
+        let mut g = lock(&self.shared.advanced);
+        loop {
+            let now = std::time::Instant::now();
+            if *g >= as_of.saturating_add(tick) || now >= deadline || self.failure().is_some() {
+                break;
+            }
+            g = self
+                .shared
+                .advanced_cv
+                .wait_timeout(g, deadline - now)
+                .map(|(g, _)| g)
+                .unwrap_or_else(|e| e.into_inner().0);
+        }
+        drop(g);
+        self.as_of()
+    }
+
     /// How many advances have been folded (metrics).
     pub fn advances(&self) -> u64 {
         self.shared.advances.load(Ordering::Relaxed)
@@ -1183,6 +1210,8 @@ impl Stores {
         let took = started.elapsed().as_nanos().min(u64::MAX as u128) as u64;
         self.shared.last_fold_ns.store(took, Ordering::Relaxed);
         self.shared.advances.fetch_add(1, Ordering::Relaxed);
+        *lock(&self.shared.advanced) = frontier;
+        self.shared.advanced_cv.notify_all();
         // send without the write lock: a listener that is full must not block readers, and
         // the sink reads the stores itself (it would deadlock on a lock held while it is full).
         // Only the publisher advances, so the advances still go out in order.

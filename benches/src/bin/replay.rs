@@ -1,7 +1,7 @@
 //! Replay throughput: records/s and peak RSS of a full replay with every view.
 //!
 //! Run with: cargo run --release -p shopdiff-benches --bin replay -- DIR [-w N] [--parse-only]
-//!            [--updates N [--lines L]] [--views revenue_hourly,revenue_daily,data_quality]
+//!            [--updates N [--lines L] [--gap-ms G] [--no-history]] [--views revenue_hourly,revenue_daily,data_quality]
 //!
 //! `DIR` is a recorded stream (make one with `shopdiff generate --out DIR --records 5000000`).
 //! Prints records, seconds, records/s, the process's peak RSS (VmHWM) and RSS per million
@@ -9,12 +9,14 @@
 //! without the engine. `--updates N`: after the replay, N batches of 1,000 (`--lines L`) new order lines
 //! (from the generator with another seed, so existing and new customers buy), each at the next
 //! tick; reports the median and p99 time from handing a batch to the engine until every view
-//! is readable at its `as_of`. `--views A,B,..` replays through only those views (of
+//! is readable at its `as_of`, and each thread's CPU time over the updates. The batches are
+//! made first and arrive `--gap-ms` apart (default 20; what making one took when they were
+//! made in between). `--views A,B,..` replays through only those views (of
 //! `revenue_hourly`, `revenue_daily`, `data_quality`, `rfm`): issue 2's figure, from when these
 //! were the only views; the same batches, split and stores as the engine, without the others.
 
 use anyhow::Context;
-use shopdiff_benches::peak_rss_mb;
+use shopdiff_benches::{peak_rss_mb, thread_cpu_delta, thread_cpu_ms};
 use shopdiff_connectors::files::{require, LineReader};
 use shopdiff_connectors::generator::{GenConfig, GenStream, Generator};
 use shopdiff_connectors::{Batch, Replay, ReplayOptions, TimeConfig};
@@ -31,7 +33,7 @@ fn main() -> anyhow::Result<()> {
     let dir = PathBuf::from(
         args.first()
             .context(
-                "usage: replay DIR [-w N] [--parse-only | --views A,B | --updates N [--lines L] [--no-history]]",
+                "usage: replay DIR [-w N] [--parse-only | --views A,B | --updates N [--lines L] [--gap-ms G] [--no-history]]",
             )?,
     );
     let workers = args
@@ -64,7 +66,13 @@ fn main() -> anyhow::Result<()> {
             .and_then(|n| n.parse::<usize>().ok())
             .unwrap_or(1000);
         let history = !args.iter().any(|a| a == "--no-history");
-        return updates(&dir, workers, n, lines, history);
+        let gap_ms = args
+            .iter()
+            .position(|a| a == "--gap-ms")
+            .and_then(|i| args.get(i + 1))
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(20);
+        return updates(&dir, workers, n, lines, history, gap_ms);
     }
     let engine = EngineArgs {
         workers,
@@ -100,6 +108,7 @@ fn updates(
     n: usize,
     size: usize,
     history: bool,
+    gap_ms: u64,
 ) -> anyhow::Result<()> {
     let tick = 1000u64;
     let engine = Engine::start_with(
@@ -125,12 +134,13 @@ fn updates(
     )?;
     let start = Instant::now();
     let stats = replay.run(|b| engine.feed(b))?;
+    // blocks until the publisher says every view reached frontier `f` (no polling: a polling
+    // loop's wake-ups take CPU from the workers on a small machine)
     let wait_for = |f: u64| -> anyhow::Result<()> {
-        let t0 = Instant::now();
-        while engine.stores().as_of().is_none_or(|a| a + tick < f) {
-            anyhow::ensure!(t0.elapsed() < Duration::from_secs(600), "as_of stuck");
-            std::thread::sleep(Duration::from_micros(100));
-        }
+        let at = engine
+            .stores()
+            .wait_as_of(f.saturating_sub(tick), Duration::from_secs(600));
+        anyhow::ensure!(at.is_some_and(|a| a + tick >= f), "as_of stuck below {f}");
         Ok(())
     };
     wait_for(engine.fed_frontier())?;
@@ -153,6 +163,7 @@ fn updates(
     let mut t = engine.fed_frontier().max(stats.as_of + tick);
     let mut ms = Vec::with_capacity(n);
     let (mut compute, mut folds) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    let mut batches = Vec::with_capacity(n);
     for k in 0..n {
         let mut b = Batch::default();
         for _ in 0..size {
@@ -164,6 +175,15 @@ fn updates(
             b.lines.push((l, t));
         }
         b.frontier = t + tick;
+        batches.push(b);
+        t += tick;
+    }
+    // every batch is made before the first is timed (the generator's CPU stays out of the
+    // per-thread figures); batches arrive `gap_ms` apart, as they would from a stream
+    let cpu_before = thread_cpu_ms();
+    let mut t = engine.fed_frontier().max(stats.as_of + tick);
+    for b in batches {
+        std::thread::sleep(Duration::from_millis(gap_ms));
         let s = Instant::now();
         anyhow::ensure!(engine.feed(b), "engine stopped");
         wait_for(t + tick)?;
@@ -176,6 +196,8 @@ fn updates(
         folds.push(fold.as_secs_f64() * 1e3);
         t += tick;
     }
+    let cpu = thread_cpu_delta(&cpu_before, &thread_cpu_ms());
+    let wall: f64 = ms.iter().sum();
     println!(
         "updates on a base of {base} records, workers={workers}: {n} batches of {size} order lines, each reflected in every view: median {:.1} ms, p99 {:.1} ms; peak_rss_mb={:.0}",
         pct(&mut ms, 0.5),
@@ -189,6 +211,7 @@ fn updates(
             pct(&mut folds, 0.5)
         );
     }
+    println!("  CPU ms per thread over the {wall:.0} ms of all updates: {cpu}");
     drop(engine);
     Ok(())
 }
