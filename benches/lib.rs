@@ -23,7 +23,12 @@ pub fn thread_cpu_ms() -> std::collections::BTreeMap<String, f64> {
         let name = stat[open + 1..close].to_string();
         let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
         // after comm: state(0) ... utime(11) stime(12)
-        let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+        let ticks = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|f| f.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
         *out.entry(name).or_insert(0.0) += (ticks(11) + ticks(12)) * tick_ms;
     }
     out
