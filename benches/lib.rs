@@ -6,12 +6,24 @@ pub use shopdiff_server::metrics::peak_rss_mb;
 /// CPU time (user + system, in ms) of each thread of this process by thread name, from
 /// `/proc/self/task/*/stat` (Linux; empty elsewhere). Threads of one name are summed.
 pub fn thread_cpu_ms() -> std::collections::BTreeMap<String, f64> {
+    thread_stat(|f| (f(11) + f(12)) * 10.0)
+}
+
+/// Minor page faults (first touches of memory) of each thread by thread name, summed like
+/// [`thread_cpu_ms`].
+pub fn thread_faults() -> std::collections::BTreeMap<String, f64> {
+    thread_stat(|f| f(7))
+}
+
+/// One figure per thread name from `/proc/self/task/*/stat`: `pick` gets the fields after the
+/// thread's name (0: state, 7: minor faults, 11/12: user/system clock ticks).
+fn thread_stat(
+    pick: impl Fn(&dyn Fn(usize) -> f64) -> f64,
+) -> std::collections::BTreeMap<String, f64> {
     let mut out = std::collections::BTreeMap::new();
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
         return out;
     };
-    // clock ticks per second: 100 on every Linux we run on
-    let tick_ms = 10.0;
     for t in tasks.flatten() {
         let Ok(stat) = std::fs::read_to_string(t.path().join("stat")) else {
             continue;
@@ -22,19 +34,20 @@ pub fn thread_cpu_ms() -> std::collections::BTreeMap<String, f64> {
         };
         let name = stat[open + 1..close].to_string();
         let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
-        // after comm: state(0) ... utime(11) stime(12)
-        let ticks = |i: usize| {
+        let field = |i: usize| {
             fields
                 .get(i)
                 .and_then(|f| f.parse::<f64>().ok())
                 .unwrap_or(0.0)
         };
-        *out.entry(name).or_insert(0.0) += (ticks(11) + ticks(12)) * tick_ms;
+        // (clock ticks are 10 ms on every Linux we run on)
+        *out.entry(name).or_insert(0.0) += pick(&field);
     }
     out
 }
 
-/// The CPU each thread spent between two [`thread_cpu_ms`] readings, as `name=ms` pairs.
+/// What each thread added between two [`thread_cpu_ms`] (or [`thread_faults`]) readings, as
+/// `name=n` pairs.
 pub fn thread_cpu_delta(
     before: &std::collections::BTreeMap<String, f64>,
     after: &std::collections::BTreeMap<String, f64>,

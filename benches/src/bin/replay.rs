@@ -16,7 +16,7 @@
 //! were the only views; the same batches, split and stores as the engine, without the others.
 
 use anyhow::Context;
-use shopdiff_benches::{peak_rss_mb, thread_cpu_delta, thread_cpu_ms};
+use shopdiff_benches::{peak_rss_mb, thread_cpu_delta, thread_cpu_ms, thread_faults};
 use shopdiff_connectors::files::{require, LineReader};
 use shopdiff_connectors::generator::{GenConfig, GenStream, Generator};
 use shopdiff_connectors::{Batch, Replay, ReplayOptions, TimeConfig};
@@ -182,12 +182,26 @@ fn updates(
     // per-thread figures); batches arrive `gap_ms` apart, as they would from a stream
     let cpu_before = thread_cpu_ms();
     let mut t = engine.fed_frontier().max(stats.as_of + tick);
+    // page faults during the updates (feed until readable) and between them
+    let (mut during, mut between) = (Default::default(), Default::default());
+    let mut last = thread_faults();
+    let add = |sum: &mut std::collections::BTreeMap<String, f64>,
+               a: &std::collections::BTreeMap<String, f64>,
+               b: &std::collections::BTreeMap<String, f64>| {
+        for (k, v) in b {
+            *sum.entry(k.clone()).or_insert(0.0) += v - a.get(k).copied().unwrap_or(0.0);
+        }
+    };
     for b in batches {
         std::thread::sleep(Duration::from_millis(gap_ms));
+        let before = thread_faults();
+        add(&mut between, &last, &before);
         let s = Instant::now();
         anyhow::ensure!(engine.feed(b), "engine stopped");
         wait_for(t + tick)?;
         ms.push(s.elapsed().as_secs_f64() * 1e3);
+        last = thread_faults();
+        add(&mut during, &before, &last);
         // the latency's two parts: the workers (feed until their probe passed) and the fold
         let (reported, fold) = engine.stores().last_advance();
         if let Some(at) = reported.filter(|at| *at >= s) {
@@ -212,6 +226,12 @@ fn updates(
         );
     }
     println!("  CPU ms per thread over the {wall:.0} ms of all updates: {cpu}");
+    let none = Default::default();
+    println!(
+        "  page faults per thread, during the updates: {}; between them: {}",
+        thread_cpu_delta(&none, &during),
+        thread_cpu_delta(&none, &between)
+    );
     drop(engine);
     Ok(())
 }
