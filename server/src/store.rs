@@ -405,7 +405,7 @@ impl<R: Row> ViewStore<R> {
         let mut key = Vec::with_capacity(64);
         // Rows take insertions before retractions, so the key of a row that changes (`-old`,
         // `+new`) never empties on the way: no removal and re-insertion of its entry.
-        let diffs = if render {
+        let diffs = render.then(|| {
             // consolidated: the deltas carry each changed row once
             let mut consolidated: HashMap<&R, isize> = HashMap::with_capacity(now.len());
             for (r, _, d) in &now {
@@ -419,35 +419,30 @@ impl<R: Row> ViewStore<R> {
                 .iter()
                 .map(|(r, d)| (delta_values(&self.def, *r, as_of), *d))
                 .collect();
-            for (r, d) in changes.iter().rev() {
-                self.apply(&mut g.rows, &mut g.count, &mut key, r, *d);
-            }
-            Some(diffs)
-        } else {
-            // nobody reads the deltas: the updates as they are, no consolidation; a run of
-            // updates of one key (a row's `-old, +new`, which views emit side by side) is one
-            // lookup of the key
-            let mut next = Vec::with_capacity(64);
-            if let Some((r, _, _)) = now.first() {
-                key_of(&self.def, r, &mut key);
-            }
-            let mut i = 0;
-            while i < now.len() {
-                let mut j = i + 1;
-                while let Some((r, _, _)) = now.get(j) {
-                    key_of(&self.def, r, &mut next);
-                    if next != key {
-                        break;
-                    }
-                    j += 1;
+            diffs
+        });
+        // the rows take the updates as they are (the same sums as the consolidated changes):
+        // a run of updates of one key (a row's `-old, +new`, which views emit side by side)
+        // is one lookup of the key
+        let mut next = Vec::with_capacity(64);
+        if let Some((r, _, _)) = now.first() {
+            key_of(&self.def, r, &mut key);
+        }
+        let mut i = 0;
+        while i < now.len() {
+            let mut j = i + 1;
+            while let Some((r, _, _)) = now.get(j) {
+                key_of(&self.def, r, &mut next);
+                if next != key {
+                    break;
                 }
-                self.apply_run(&mut g.rows, &mut g.count, &key, &now[i..j]);
-                // `next` holds the key of `now[j]`
-                std::mem::swap(&mut key, &mut next);
-                i = j;
+                j += 1;
             }
-            None
-        };
+            self.apply_run(&mut g.rows, &mut g.count, &key, &now[i..j]);
+            // `next` holds the key of `now[j]`
+            std::mem::swap(&mut key, &mut next);
+            i = j;
+        }
         // history
         if !now.is_empty() && self.history.max_updates == 0 {
             // no history kept: only the floor moves, and the buffer takes the next updates
