@@ -196,7 +196,11 @@ impl TxKeys {
     fn add(&mut self, h: u64, d: isize) -> isize {
         let (before, after) = match self {
             TxKeys::Empty => {
-                *self = TxKeys::Small(vec![(h, d)]);
+                // a line brings 8 keys per granularity: room for one line of both at once, so
+                // a transaction's first lines do not regrow the vector line by line
+                let mut v = Vec::with_capacity(16);
+                v.push((h, d));
+                *self = TxKeys::Small(v);
                 (false, d > 0)
             }
             TxKeys::Small(v) => match v.iter().position(|(k, _)| *k == h) {

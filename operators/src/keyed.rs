@@ -444,16 +444,74 @@ enum Side<V1, V2> {
     Right(V2),
 }
 
+/// A multiset: a small vector searched linearly while it has few distinct values (most keys of
+/// a join have one: a session's transaction, a product row), a hash map past
+/// [`MULTISET_SMALL`] (a product's thousands of lines), so an update costs O(1) either way and
+/// a key with one value allocates nothing beyond its entry.
+enum Multiset<V> {
+    Small(smallvec::SmallVec<[(V, isize); 1]>),
+    Large(HashMap<V, isize>),
+}
+
+/// The most distinct values a [`Multiset`] keeps in its vector.
+const MULTISET_SMALL: usize = 16;
+
+impl<V: Eq + std::hash::Hash> Multiset<V> {
+    fn add(&mut self, v: V, d: isize) {
+        match self {
+            Multiset::Small(s) => match s.iter().position(|(x, _)| *x == v) {
+                Some(i) => {
+                    s[i].1 += d;
+                    if s[i].1 == 0 {
+                        s.swap_remove(i);
+                    }
+                }
+                None if s.len() < MULTISET_SMALL => s.push((v, d)),
+                None => {
+                    let mut m: HashMap<V, isize> = s.drain(..).collect();
+                    m.insert(v, d);
+                    *self = Multiset::Large(m);
+                }
+            },
+            Multiset::Large(m) => match m.entry(v) {
+                hashbrown::hash_map::Entry::Occupied(mut e) => {
+                    *e.get_mut() += d;
+                    if *e.get() == 0 {
+                        e.remove();
+                    }
+                }
+                hashbrown::hash_map::Entry::Vacant(e) => {
+                    e.insert(d);
+                }
+            },
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        match self {
+            Multiset::Small(s) => s.is_empty(),
+            Multiset::Large(m) => m.is_empty(),
+        }
+    }
+
+    fn iter(&self) -> Box<dyn Iterator<Item = (&V, isize)> + '_> {
+        match self {
+            Multiset::Small(s) => Box::new(s.iter().map(|(v, d)| (v, *d))),
+            Multiset::Large(m) => Box::new(m.iter().map(|(v, d)| (v, *d))),
+        }
+    }
+}
+
 /// A key's records in [`LeftJoin::left_join`].
 struct JoinState<V1, V2> {
-    left: HashMap<V1, isize>,
+    left: Multiset<V1>,
     right: Vec<(V2, isize)>,
 }
 
 impl<V1, V2> Default for JoinState<V1, V2> {
     fn default() -> Self {
         JoinState {
-            left: HashMap::new(),
+            left: Multiset::Small(smallvec::SmallVec::new()),
             right: Vec::new(),
         }
     }
@@ -472,23 +530,13 @@ impl<V1: ExchangeData + std::hash::Hash, V2: ExchangeData> JoinState<V1, V2> {
 
     /// Every row of the key, with multiplicities times `sign`.
     fn all_rows(&self, sign: isize, out: &mut Vec<((V1, Option<V2>), isize)>) {
-        for (v1, d) in &self.left {
+        for (v1, d) in self.left.iter() {
             self.rows(v1, sign * d, out);
         }
     }
 
     fn add_left(&mut self, v1: V1, d: isize) {
-        match self.left.entry(v1) {
-            hashbrown::hash_map::Entry::Occupied(mut e) => {
-                *e.get_mut() += d;
-                if *e.get() == 0 {
-                    e.remove();
-                }
-            }
-            hashbrown::hash_map::Entry::Vacant(e) => {
-                e.insert(d);
-            }
-        }
+        self.left.add(v1, d);
     }
 
     fn is_empty(&self) -> bool {

@@ -310,6 +310,24 @@ proptest! {
         }
     }
 
+    /// Keys with dozens of distinct left values: the join state's multiset moves from its
+    /// vector to a hash map (past 16 values) and back to empty, with retractions.
+    #[test]
+    fn left_join_matches_brute_force_with_many_values_per_key(
+        left in prop::collection::vec(
+            (0u8..2, 0u8..60, 0u64..40, prop_oneof![3 => Just(1isize), 2 => Just(-1)]),
+            0..150,
+        ),
+        right in prop::collection::vec(update(), 0..8),
+        workers in 1usize..4,
+        step in 1u64..8,
+    ) {
+        let rows = run_join(&left, &right, workers, step);
+        for t in 0..41 {
+            prop_assert_eq!(at(&rows, t), brute_join(&left, &right, t), "join at {}", t);
+        }
+    }
+
     #[test]
     fn left_join_matches_brute_force(
         left in prop::collection::vec(update(), 0..50),
