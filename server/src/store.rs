@@ -188,10 +188,12 @@ pub struct Advance {
     pub views: Vec<(ViewDef, Diffs)>,
 }
 
-/// Writes to one element in each page of `v`'s spare capacity: the kernel maps the pages now.
-fn touch_pages<T>(v: &mut Vec<T>) {
+/// Writes to one element in each page of `v`'s spare capacity up to `upto` elements in all:
+/// the kernel maps those pages now.
+fn touch_pages<T>(v: &mut Vec<T>, upto: usize) {
     let step = (4096 / std::mem::size_of::<T>().max(1)).max(1);
-    for x in v.spare_capacity_mut().iter_mut().step_by(step) {
+    let n = upto.saturating_sub(v.len());
+    for x in v.spare_capacity_mut().iter_mut().take(n).step_by(step) {
         *x = std::mem::MaybeUninit::zeroed();
     }
 }
@@ -210,9 +212,9 @@ type Rows<R> = HashMap<EncKey, Slot<R>>;
 /// The updates workers pushed and the publisher has not folded yet.
 struct Pending<R> {
     buf: Vec<(R, u64, isize)>,
-    /// Whether `buf`'s spare capacity may be memory nobody has written yet (see
-    /// [`AnyView::prepare`]).
-    fresh: bool,
+    /// How many updates' worth of `buf` may be memory nobody has written yet and should be
+    /// written once before the workers push (0: none; see [`AnyView::prepare`]).
+    touch: usize,
 }
 
 struct Inner<R> {
@@ -294,7 +296,7 @@ impl<R: Row> ViewStore<R> {
             }),
             pending: Mutex::new(Pending {
                 buf: Vec::new(),
-                fresh: false,
+                touch: 0,
             }),
         })
     }
@@ -454,20 +456,23 @@ impl<R: Row> ViewStore<R> {
             buffer.append(&mut p.buf);
             p.buf = buffer;
         } else if !now.is_empty() {
-            // the buffer moves to the history: the next one is a spare buffer or sized like it,
-            // so the workers' pushes do not grow it by doubling
+            // the buffer moves to the history: the next one is a spare buffer or sized like it
+            // with a quarter more room, so the workers' pushes do not grow it by doubling (a
+            // copy into fresh memory) when the next update is a little larger; only the last
+            // update's size is written ahead, so untouched room costs no resident memory
             let mut p = lock(&self.pending);
-            if p.buf.capacity() < now.len() {
+            let want = now.len() + now.len() / 4 + 64;
+            if p.buf.capacity() < want {
                 // (a spare far larger than needed would keep its size in the history)
-                let fits = now.len()..=now.len().max(1024) * 4;
+                let fits = want..=now.len().max(1024) * 4;
                 if fits.contains(&g.spare.capacity()) {
                     let mut buffer = std::mem::take(&mut g.spare);
                     buffer.append(&mut p.buf);
                     p.buf = buffer;
                 } else {
-                    let more = now.len() - p.buf.len().min(now.len());
+                    let more = want - p.buf.len().min(want);
                     p.buf.reserve(more);
-                    p.fresh = true;
+                    p.touch = now.len();
                 }
             }
             drop(p);
@@ -746,10 +751,11 @@ impl<R: Row> AnyView for ViewStore<R> {
         // for the page faults; what it pushed meanwhile joins the touched buffer
         let fresh = {
             let mut p = lock(&self.pending);
-            std::mem::take(&mut p.fresh).then(|| std::mem::take(&mut p.buf))
+            let upto = std::mem::take(&mut p.touch);
+            (upto > 0).then(|| (std::mem::take(&mut p.buf), upto))
         };
-        if let Some(mut buffer) = fresh {
-            touch_pages(&mut buffer);
+        if let Some((mut buffer, upto)) = fresh {
+            touch_pages(&mut buffer, upto);
             let mut p = lock(&self.pending);
             buffer.append(&mut p.buf);
             p.buf = buffer;
