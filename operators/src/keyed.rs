@@ -494,10 +494,11 @@ impl<V: Eq + std::hash::Hash> Multiset<V> {
         }
     }
 
-    fn iter(&self) -> Box<dyn Iterator<Item = (&V, isize)> + '_> {
+    /// Calls `f` with each value and its multiplicity.
+    fn for_each(&self, mut f: impl FnMut(&V, isize)) {
         match self {
-            Multiset::Small(s) => Box::new(s.iter().map(|(v, d)| (v, *d))),
-            Multiset::Large(m) => Box::new(m.iter().map(|(v, d)| (v, *d))),
+            Multiset::Small(s) => s.iter().for_each(|(v, d)| f(v, *d)),
+            Multiset::Large(m) => m.iter().for_each(|(v, d)| f(v, *d)),
         }
     }
 }
@@ -530,9 +531,7 @@ impl<V1: ExchangeData + std::hash::Hash, V2: ExchangeData> JoinState<V1, V2> {
 
     /// Every row of the key, with multiplicities times `sign`.
     fn all_rows(&self, sign: isize, out: &mut Vec<((V1, Option<V2>), isize)>) {
-        for (v1, d) in self.left.iter() {
-            self.rows(v1, sign * d, out);
-        }
+        self.left.for_each(|v1, d| self.rows(v1, sign * d, out));
     }
 
     fn add_left(&mut self, v1: V1, d: isize) {
