@@ -1222,6 +1222,10 @@ impl Stores {
             v.end_subscriptions(Ended::Failed(reason.to_string()));
         }
         self.shared.wake.notify_all();
+        // whoever waits for an `as_of` (`wait_as_of`) learns now that none will come; the
+        // lock orders the notification after a waiter's check of the failure
+        drop(lock(&self.shared.advanced));
+        self.shared.advanced_cv.notify_all();
     }
 
     /// Why the engine stopped, if it did.
@@ -1396,6 +1400,24 @@ mod tests {
         assert_eq!(old.rows, vec![seg(Segment::Loyal, 3).values(1000)]);
         let now = v.select(&k, 3000, 3000).unwrap();
         assert_eq!(now.rows, vec![seg(Segment::Loyal, 4).values(3000)]);
+    }
+
+    #[test]
+    fn waiting_for_an_as_of_ends_with_the_advance_or_the_failure() {
+        let stores = Arc::new(Stores::new(1000));
+        let s = stores.clone();
+        let t = std::thread::spawn(move || s.wait_as_of(2000, Duration::from_secs(120)));
+        std::thread::sleep(Duration::from_millis(20));
+        stores.advance(3000);
+        assert_eq!(t.join().ok().flatten(), Some(2000));
+        // an as_of that will never come: the failure wakes the waiter long before its timeout
+        let s = stores.clone();
+        let started = std::time::Instant::now();
+        let t = std::thread::spawn(move || s.wait_as_of(9000, Duration::from_secs(120)));
+        std::thread::sleep(Duration::from_millis(20));
+        stores.fail("a worker panicked");
+        assert_eq!(t.join().ok().flatten(), Some(2000));
+        assert!(started.elapsed() < Duration::from_secs(60));
     }
 
     #[test]

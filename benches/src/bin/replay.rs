@@ -28,6 +28,20 @@ use shopdiff_server::{Engine, EngineConfig};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+/// The value after `name` in `args`, parsed (`None` when the flag is absent); a flag without a
+/// value or with one that does not parse is an error naming both.
+fn flag<T: std::str::FromStr>(args: &[String], name: &str) -> anyhow::Result<Option<T>> {
+    let Some(i) = args.iter().position(|a| a == name) else {
+        return Ok(None);
+    };
+    let v = args
+        .get(i + 1)
+        .with_context(|| format!("{name} needs a value"))?;
+    v.parse()
+        .map(Some)
+        .map_err(|_| anyhow::anyhow!("{name}: `{v}` is not a valid number"))
+}
+
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let dir = PathBuf::from(
@@ -36,12 +50,7 @@ fn main() -> anyhow::Result<()> {
                 "usage: replay DIR [-w N] [--parse-only | --views A,B | --updates N [--lines L] [--gap-ms G] [--no-history]]",
             )?,
     );
-    let workers = args
-        .iter()
-        .position(|a| a == "-w")
-        .and_then(|i| args.get(i + 1))
-        .and_then(|w| w.parse().ok())
-        .unwrap_or(2);
+    let workers = flag(&args, "-w")?.unwrap_or(2);
     if args.iter().any(|a| a == "--parse-only") {
         return parse_only(&dir);
     }
@@ -53,25 +62,10 @@ fn main() -> anyhow::Result<()> {
         let names: Vec<String> = v.split(',').map(str::to_string).collect();
         return selected(&dir, workers, &names);
     }
-    if let Some(n) = args
-        .iter()
-        .position(|a| a == "--updates")
-        .and_then(|i| args.get(i + 1))
-        .and_then(|n| n.parse::<usize>().ok())
-    {
-        let lines = args
-            .iter()
-            .position(|a| a == "--lines")
-            .and_then(|i| args.get(i + 1))
-            .and_then(|n| n.parse::<usize>().ok())
-            .unwrap_or(1000);
+    if let Some(n) = flag::<usize>(&args, "--updates")? {
+        let lines = flag(&args, "--lines")?.unwrap_or(1000);
         let history = !args.iter().any(|a| a == "--no-history");
-        let gap_ms = args
-            .iter()
-            .position(|a| a == "--gap-ms")
-            .and_then(|i| args.get(i + 1))
-            .and_then(|n| n.parse::<u64>().ok())
-            .unwrap_or(20);
+        let gap_ms = flag(&args, "--gap-ms")?.unwrap_or(20);
         return updates(&dir, workers, n, lines, history, gap_ms);
     }
     let engine = EngineArgs {
