@@ -8,23 +8,32 @@
 //!   currencies; geo: distinct known countries per user; risky_ip (no window): per transaction,
 //!   the greatest risk of the IPs seen in its session's events (a Tor IP with a risk counts as
 //!   1.0; IPs without a row or risk are ignored).
-//! * Cost of one line: one update of each window aggregate for its user when it enters and when
-//!   it leaves; one `(session, transaction)` pair. An event adds one `(ip, session)` pair; an
-//!   `ip_reputation` change re-scores the sessions that saw the IP and their transactions.
-//! * State: each window's per-user aggregate and the distinct `(ip, session)`, session risks,
+//! * The three windowed rules share one stage: a line enters as up to three tagged records
+//!   (transaction, net, country), each valid for its own rule's window, through one temporal
+//!   filter and one exchange into one per-user state that keeps the three measures; its row is
+//!   the user's alerts, so a line that leaves every measure below its threshold sends nothing
+//!   further.
+//! * Cost of one line: one update of its user's state per tagged record when it enters and
+//!   when it leaves its window; one `(session, transaction)` pair. An event adds one
+//!   `(ip, session)` pair; an `ip_reputation` change re-scores the sessions that saw the IP
+//!   and their transactions.
+//! * State: the per-user windows and the distinct `(ip, session)`, session risks,
 //!   `(session, (transaction, user))` and per-transaction risks in [`Keyed::fold_by_key`]
-//!   hash maps; the two joins (sessions by IP hash with `ip_reputation`, transactions by
-//!   session hash with the session risks) in [`LeftJoin::left_join`] hash maps, their misses
-//!   dropped. No arrangements.
+//!   hash maps; the records waiting to leave their windows in the temporal filter; the two
+//!   joins (sessions by IP hash with `ip_reputation`, transactions by session hash with the
+//!   session risks) in [`LeftJoin::left_join`] hash maps, their misses dropped. No
+//!   arrangements.
 
 use crate::common::{id_hash, AnyLine, Coll, Count};
 use crate::config::FraudConfig;
-use shopdiff_operators::keyed::{Fold, Keyed, LeftJoin};
-use shopdiff_operators::window::WindowAggregates;
+use serde::{Deserialize, Serialize};
+use shopdiff_operators::keyed::{Distinct, Fold, Keyed, LeftJoin};
+use shopdiff_operators::window::TemporalFilter;
+use shopdiff_schemas::money::Cents;
 use shopdiff_schemas::records::{Event, Line};
 use shopdiff_schemas::rows::{AlertRow, Rule};
 use shopdiff_schemas::tables::{IpRep, RISK_SCALE};
-use shopdiff_schemas::time::{ceil_tick, Ms};
+use shopdiff_schemas::time::ceil_tick;
 use shopdiff_schemas::Str;
 
 /// Maintains `fraud_alerts`.
@@ -35,55 +44,119 @@ pub fn fraud_alerts<'s, L: AnyLine>(
     cfg: &FraudConfig,
     tick: u64,
 ) -> Coll<'s, AlertRow> {
-    let start = move |v: &(Str, (Str, Ms))| ceil_tick((v.1).1, tick);
-    let alert = |rule: Rule, threshold: i64, strict: bool| {
-        move |(user, measure): (Str, i64)| {
-            let hit = if strict {
-                measure > threshold
-            } else {
-                measure >= threshold
-            };
-            hit.then(|| AlertRow {
-                rule,
-                key: user.clone(),
-                user_id: user,
-                measure,
-                threshold,
-            })
-        }
-    };
-    let velocity = lines
-        .clone()
-        .map(|l: L| {
-            let l: &Line = l.borrow();
-            (l.user_id.clone(), (l.transaction_id.clone(), l.ts))
-        })
-        .window_distinct_count(cfg.velocity.window_ms, start, |(tx, _)| tx.clone())
-        .flat_map(alert(Rule::Velocity, cfg.velocity.threshold, true));
-    let amount = lines
-        .clone()
-        .map(|l: L| {
-            let l: &Line = l.borrow();
-            (l.user_id.clone(), (l.ts, l.net()))
-        })
-        .window_sum(
-            cfg.amount.window_ms,
-            move |v: &(Str, (Ms, i64))| ceil_tick((v.1).0, tick),
-            |v| v.1,
-        )
-        .flat_map(alert(Rule::Amount, cfg.amount.threshold, true));
-    let geo = lines
-        .clone()
-        .flat_map(|l: L| {
-            let l: &Line = l.borrow();
-            l.known_country()
-                .cloned()
-                .map(|c| (l.user_id.clone(), (c, l.ts)))
-        })
-        .window_distinct_count(cfg.geo.window_ms, start, |(c, _)| c.clone())
-        .flat_map(alert(Rule::Geo, cfg.geo.threshold, false));
+    let windowed = windowed_alerts(lines.clone(), cfg, tick);
     let risky = risky_ip(lines, events, ips, cfg.risky_ip_threshold);
-    velocity.concat(amount).concat(geo).concat(risky)
+    windowed.concat(risky)
+}
+
+/// What a line puts in its user's windows: its transaction (a 64-bit hash, only compared for
+/// equality) in the `velocity` window, its net cents in the `amount` window, its country (when
+/// known) in the `geo` window.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+enum Windowed {
+    Tx(u64),
+    Net(Cents),
+    Country(Str),
+}
+
+/// The three windowed rules over one window stage and one per-user state: a line enters as up
+/// to three tagged records, each valid from its start tick for its own rule's window
+/// ([`TemporalFilter`], whose validity may differ per record), and one fold per user keeps the
+/// three measures together. The fold's row is the user's alerts, not the measures, so a line
+/// that moves a measure below its threshold sends nothing further.
+fn windowed_alerts<'s, L: AnyLine>(
+    lines: Coll<'s, L>,
+    cfg: &FraudConfig,
+    tick: u64,
+) -> Coll<'s, AlertRow> {
+    let (velocity, amount, geo) = (cfg.velocity, cfg.amount, cfg.geo);
+    let width = move |w: &Windowed| match w {
+        Windowed::Tx(_) => velocity.window_ms,
+        Windowed::Net(_) => amount.window_ms,
+        Windowed::Country(_) => geo.window_ms,
+    };
+    lines
+        .flat_map(move |l: L| {
+            let l: &Line = l.borrow();
+            let start = ceil_tick(l.ts, tick);
+            let user = &l.user_id;
+            [
+                Some(Windowed::Tx(id_hash(&l.transaction_id))),
+                Some(Windowed::Net(l.net())),
+                l.known_country().cloned().map(Windowed::Country),
+            ]
+            .into_iter()
+            .flatten()
+            .map(move |w| (user.clone(), (w, start)))
+            .collect::<smallvec::SmallVec<[_; 3]>>()
+        })
+        .temporal_filter(move |(_, (w, start))| (*start, start.saturating_add(width(w))))
+        .fold_by_key("UserWindows", move |_user, s: &UserWindows| {
+            let hit = |measure: i64, threshold: i64, strict: bool| {
+                let hit = if strict {
+                    measure > threshold
+                } else {
+                    measure >= threshold
+                };
+                hit.then_some(measure)
+            };
+            let alerts = [
+                hit(s.txs.count() as i64, velocity.threshold, true),
+                // a user with no line in the window has no amount (even if retractions of
+                // lines never inserted left a sum)
+                (s.amount_lines > 0)
+                    .then(|| hit(s.net, amount.threshold, true))
+                    .flatten(),
+                hit(s.countries.count() as i64, geo.threshold, false),
+            ];
+            alerts.iter().any(Option::is_some).then_some(alerts)
+        })
+        .flat_map(move |(user, alerts): (Str, [Option<i64>; 3])| {
+            let rules = [
+                (Rule::Velocity, velocity.threshold),
+                (Rule::Amount, amount.threshold),
+                (Rule::Geo, geo.threshold),
+            ];
+            rules
+                .into_iter()
+                .zip(alerts)
+                .filter_map(|((rule, threshold), measure)| {
+                    Some(AlertRow {
+                        rule,
+                        key: user.clone(),
+                        user_id: user.clone(),
+                        measure: measure?,
+                        threshold,
+                    })
+                })
+                .collect::<smallvec::SmallVec<[_; 1]>>()
+        })
+}
+
+/// One user's windows: distinct transactions (`velocity`), lines and net cents (`amount`),
+/// distinct known countries (`geo`), each over the records its own window holds now.
+#[derive(Default)]
+struct UserWindows {
+    txs: Distinct<u64>,
+    amount_lines: isize,
+    net: i64,
+    countries: Distinct<Str>,
+}
+
+impl Fold<(Windowed, u64)> for UserWindows {
+    fn add(&mut self, (w, _start): &(Windowed, u64), diff: isize) {
+        match w {
+            Windowed::Tx(tx) => self.txs.add(tx, diff),
+            Windowed::Net(net) => {
+                self.amount_lines += diff;
+                self.net += net * diff as i64;
+            }
+            Windowed::Country(c) => self.countries.add(c, diff),
+        }
+    }
+    fn is_empty(&self) -> bool {
+        self.txs.is_empty() && self.amount_lines == 0 && self.net == 0 && self.countries.is_empty()
+    }
 }
 
 /// `risky_ip`: transactions whose sessions saw an IP at or above the threshold. IPs and

@@ -39,14 +39,23 @@ pub fn rfm<'s, L: AnyLine>(lines: Coll<'s, L>) -> Coll<'s, RfmRow> {
             )
         })
         .fold_by_key("Buyers", |_u, b: &Buyer| b.measures());
-    let r = measures.clone().map(|(u, (l, _, _))| (u, l)).ntile(5, 0);
-    let f = measures.clone().map(|(u, (_, f, _))| (u, f)).ntile(5, 1);
-    let m = measures.clone().map(|(u, (_, _, m))| (u, m)).ntile(5, 3);
+    let r = measures
+        .clone()
+        .map(|(u, (l, _, _))| (RankedUser::new(u), l))
+        .ntile(5, 0);
+    let f = measures
+        .clone()
+        .map(|(u, (_, f, _))| (RankedUser::new(u), f))
+        .ntile(5, 1);
+    let m = measures
+        .clone()
+        .map(|(u, (_, _, m))| (RankedUser::new(u), m))
+        .ntile(5, 3);
     measures
         .map(|(u, (l, f, m))| (u, Part::Measures(l, f, m)))
-        .concat(r.map(|(u, s)| (u, Part::R(s))))
-        .concat(f.map(|(u, s)| (u, Part::F(s))))
-        .concat(m.map(|(u, s)| (u, Part::M(s))))
+        .concat(r.map(|(u, s)| (u.id, Part::R(s))))
+        .concat(f.map(|(u, s)| (u.id, Part::F(s))))
+        .concat(m.map(|(u, s)| (u.id, Part::M(s))))
         .fold_by_key("RfmRows", |u, p: &Parts| p.row(u))
         .map(|(_, row)| row)
 }
@@ -60,6 +69,31 @@ pub fn rfm_segments<'s>(rfm: Coll<'s, RfmRow>) -> Coll<'s, SegmentRow> {
             customers: n as i64,
             monetary: m as Cents,
         })
+}
+
+/// A user id as the rankings order it: by the id's bytes, as the contract's tie-break says,
+/// compared first by its leading 8 bytes as one integer (big-endian, zero-padded; derived `Ord`
+/// compares `prefix` first). Ids that differ in their first 8 bytes are ordered by the
+/// integers alone, which is their byte order (a shorter id that is a prefix of a longer one
+/// pads with zeros, so it is not greater); ids with equal prefixes fall back to the bytes. With
+/// ties on a measure (every customer with 2 orders) the rankings' trees then compare integers,
+/// not strings.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+struct RankedUser {
+    prefix: u64,
+    id: Str,
+}
+
+impl RankedUser {
+    fn new(id: Str) -> RankedUser {
+        let mut lead = [0u8; 8];
+        let n = id.len().min(8);
+        lead[..n].copy_from_slice(&id.as_bytes()[..n]);
+        RankedUser {
+            prefix: u64::from_be_bytes(lead),
+            id,
+        }
+    }
 }
 
 /// One customer's purchases: event times (a multiset, for the max), transactions with their
@@ -156,5 +190,25 @@ impl Parts {
             f_score: f?,
             m_score: m?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RankedUser;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Ranked users order exactly as their ids' bytes, equal prefixes, prefixes of one
+        /// another and zero bytes included.
+        #[test]
+        fn ranked_users_order_as_their_ids(
+            a in "[U0\\x00\\x01é]{0,12}",
+            b in "[U0\\x00\\x01é]{0,12}",
+        ) {
+            let (x, y) = (RankedUser::new(a.as_str().into()), RankedUser::new(b.as_str().into()));
+            prop_assert_eq!(x.cmp(&y), a.as_bytes().cmp(b.as_bytes()));
+            prop_assert_eq!(x == y, a == b);
+        }
     }
 }
