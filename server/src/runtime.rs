@@ -296,6 +296,8 @@ struct WorkerCtx {
     stores: Stores,
     layout: Layout,
     marks: Arc<Marks>,
+    /// [`Spin`]'s limit, read once from `SHOPDIFF_SPIN_US`.
+    spin: Duration,
 }
 
 /// How long a worker with one batch in flight keeps stepping instead of parking once it has
@@ -328,12 +330,27 @@ struct Spin {
     since: Option<std::time::Instant>,
 }
 
+/// [`Spin`]'s limit: `SHOPDIFF_SPIN_US` in microseconds, else [`SPIN_DEFAULT`]; a value that is
+/// not a whole number of microseconds is reported (naming the variable and the value) and the
+/// default is used.
+fn spin_limit_from_env() -> Duration {
+    let Some(v) = std::env::var_os("SHOPDIFF_SPIN_US") else {
+        return SPIN_DEFAULT;
+    };
+    match v.to_str().and_then(|s| s.trim().parse::<u64>().ok()) {
+        Some(us) => Duration::from_micros(us),
+        None => {
+            tracing::warn!(
+                "SHOPDIFF_SPIN_US={v:?} is not a whole number of microseconds; the workers spin up to the default {} µs",
+                SPIN_DEFAULT.as_micros()
+            );
+            SPIN_DEFAULT
+        }
+    }
+}
+
 impl Spin {
-    fn from_env() -> Spin {
-        let limit = std::env::var("SHOPDIFF_SPIN_US")
-            .ok()
-            .and_then(|v| v.parse::<u64>().ok())
-            .map_or(SPIN_DEFAULT, Duration::from_micros);
+    fn new(limit: Duration) -> Spin {
         Spin {
             limit,
             last_busy: std::time::Instant::now(),
@@ -383,7 +400,7 @@ fn worker_loop(worker: &mut Worker, rx: Receiver<Msg>, ctx: &WorkerCtx) {
     let first_local = worker.index().is_multiple_of(ctx.layout.threads);
     let mut in_flight: std::collections::VecDeque<u64> = Default::default();
     let mut finishing = false;
-    let mut spin = Spin::from_env();
+    let mut spin = Spin::new(ctx.spin);
     loop {
         while in_flight.front().is_some_and(|f| !less_than(&probe, *f)) {
             in_flight.pop_front();
@@ -474,6 +491,7 @@ impl Engine {
             stores: stores.clone(),
             layout,
             marks: marks.clone(),
+            spin: spin_limit_from_env(),
         });
         let (senders, receivers): (Vec<_>, Vec<_>) =
             (0..workers).map(|_| bounded::<Msg>(2)).unzip();
