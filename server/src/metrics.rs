@@ -211,6 +211,32 @@ impl Metrics {
         }
         let _ = writeln!(
             o,
+            "# HELP shopdiff_view_folded_updates_total Updates the publisher folded into each view's store."
+        );
+        let _ = writeln!(o, "# TYPE shopdiff_view_folded_updates_total counter");
+        for v in stores.iter() {
+            let _ = writeln!(
+                o,
+                "shopdiff_view_folded_updates_total{{view=\"{}\"}} {}",
+                v.def().name,
+                v.folded_updates().0
+            );
+        }
+        let _ = writeln!(
+            o,
+            "# HELP shopdiff_view_fold_seconds_total Time the publisher spent folding each view's updates."
+        );
+        let _ = writeln!(o, "# TYPE shopdiff_view_fold_seconds_total counter");
+        for v in stores.iter() {
+            let _ = writeln!(
+                o,
+                "shopdiff_view_fold_seconds_total{{view=\"{}\"}} {}",
+                v.def().name,
+                v.folded_updates().1 as f64 / 1e9
+            );
+        }
+        let _ = writeln!(
+            o,
             "# HELP shopdiff_view_store_bytes Approximate bytes of a view's served state."
         );
         let _ = writeln!(o, "# TYPE shopdiff_view_store_bytes gauge");

@@ -186,6 +186,14 @@ fn updates(
             *sum.entry(k.clone()).or_insert(0.0) += v - a.get(k).copied().unwrap_or(0.0);
         }
     };
+    // updates each view folded over all batches
+    let folded = |e: &Engine| -> Vec<(String, (u64, u64))> {
+        e.stores()
+            .iter()
+            .map(|v| (v.def().name.to_string(), v.folded_updates()))
+            .collect()
+    };
+    let folded_before = folded(&engine);
     for b in batches {
         std::thread::sleep(Duration::from_millis(gap_ms));
         let before = thread_faults();
@@ -220,6 +228,21 @@ fn updates(
         );
     }
     println!("  CPU ms per thread over the {wall:.0} ms of all updates: {cpu}");
+    let per: Vec<String> = folded(&engine)
+        .iter()
+        .zip(&folded_before)
+        .map(|((name, after), (_, before))| {
+            format!(
+                "{name}={}/{:.2}ms",
+                after.0.saturating_sub(before.0) / n.max(1) as u64,
+                after.1.saturating_sub(before.1) as f64 / 1e6 / n.max(1) as f64
+            )
+        })
+        .collect();
+    println!(
+        "  updates folded per batch and the time their folds took, by view: {}",
+        per.join(" ")
+    );
     let none = Default::default();
     println!(
         "  page faults per thread, during the updates: {}; between them: {}",
