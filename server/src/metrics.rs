@@ -232,7 +232,10 @@ impl Metrics {
                 o,
                 "shopdiff_view_fold_seconds_total{{view=\"{}\"}} {}",
                 v.def().name,
-                v.folded_updates().1 as f64 / 1e9
+                {
+                    let (_, stage, merge) = v.folded_updates();
+                    (stage + merge) as f64 / 1e9
+                }
             );
         }
         let _ = writeln!(

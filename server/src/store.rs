@@ -207,8 +207,31 @@ struct Folded<R> {
 /// A key's rows with their multiplicities: nearly always one, kept in the map's entry.
 type Slot<R> = smallvec::SmallVec<[(R, isize); 1]>;
 
+/// How many staged updates a merge folds in before it lets a waiting reader have the lock
+/// (about 0.1-0.3 ms of a merge).
+const MERGE_CHUNK: usize = 512;
+
 /// A view's rows by encoded primary key.
 type Rows<R> = HashMap<EncKey, Slot<R>>;
+
+/// Adds `d` copies of `r` to a key's rows; returns `1` when `r` became a row of it, `-1` when
+/// it stopped being one, else 0.
+fn add_row<R: Row>(slot: &mut Slot<R>, r: &R, d: isize) -> isize {
+    match slot.iter_mut().position(|(x, _)| x == r) {
+        Some(i) => {
+            slot[i].1 += d;
+            if slot[i].1 == 0 {
+                slot.swap_remove(i);
+                return -1;
+            }
+            0
+        }
+        None => {
+            slot.push((r.clone(), d));
+            1
+        }
+    }
+}
 
 /// The updates workers pushed and the publisher has not folded yet.
 struct Pending<R> {
@@ -233,16 +256,27 @@ struct Inner<R> {
     subscribers: Vec<Subscriber>,
     /// The frontier this view has been folded to.
     frontier: u64,
-    /// Updates folded in so far, and the nanoseconds the folds took.
+    /// Updates folded in so far, and the nanoseconds their stages and merges took.
     folded: u64,
     fold_ns: u64,
+    merge_ns: u64,
+    /// Updates of the current `as_of` not merged into `rows` yet: a view's state is `rows`
+    /// plus these. [`ViewStore::stage`] puts an update's changes here, so the new `as_of` can
+    /// be published before the rows' map takes them (one lookup per key, most of them cache
+    /// misses in a large map: the larger part of an update's fold); the publisher merges them
+    /// right after ([`ViewStore::merge`]). A read by key adds the staged updates of its key; any
+    /// other read merges first.
+    staged: Vec<(R, u64, isize)>,
+    staged_as_of: u64,
+    /// How many of `staged` are merged already (a merge goes a chunk at a time).
+    merged: usize,
 }
 
 /// The maintained rows of one view.
 pub struct ViewStore<R: Row> {
     def: ViewDef,
     tick: u64,
-    inner: Mutex<Inner<R>>,
+    inner: parking_lot::Mutex<Inner<R>>,
     pending: Mutex<Pending<R>>,
     history: HistoryConfig,
 }
@@ -287,7 +321,7 @@ impl<R: Row> ViewStore<R> {
             def,
             tick,
             history,
-            inner: Mutex::new(Inner {
+            inner: parking_lot::Mutex::new(Inner {
                 rows: HashMap::new(),
                 count: 0,
                 last_fold: 0,
@@ -299,6 +333,10 @@ impl<R: Row> ViewStore<R> {
                 frontier: 0,
                 folded: 0,
                 fold_ns: 0,
+                merge_ns: 0,
+                staged: Vec::new(),
+                staged_as_of: 0,
+                merged: 0,
             }),
             pending: Mutex::new(Pending {
                 buf: Vec::new(),
@@ -318,7 +356,8 @@ impl<R: Row> ViewStore<R> {
 
     /// The typed rows at the current `as_of` (tests and examples).
     pub fn rows(&self) -> Vec<R> {
-        let g = lock(&self.inner);
+        let mut g = self.inner.lock();
+        self.merge_locked(&mut g);
         let mut rows: Vec<R> = g
             .rows
             .values()
@@ -339,21 +378,15 @@ impl<R: Row> ViewStore<R> {
             *count += 1;
             return;
         };
-        match slot.iter_mut().position(|(x, _)| x == r) {
-            Some(i) => {
-                slot[i].1 += d;
-                if slot[i].1 == 0 {
-                    slot.swap_remove(i);
-                    *count -= 1;
-                    if slot.is_empty() {
-                        rows.remove(key.as_slice());
-                    }
+        match add_row(slot, r, d) {
+            1 => *count += 1,
+            -1 => {
+                *count -= 1;
+                if slot.is_empty() {
+                    rows.remove(key.as_slice());
                 }
             }
-            None => {
-                slot.push((r.clone(), d));
-                *count += 1;
-            }
+            _ => {}
         }
     }
 
@@ -369,18 +402,10 @@ impl<R: Row> ViewStore<R> {
         let slot = rows.entry_ref(key).or_default();
         let ins = run.iter().filter(|u| u.2 > 0);
         for (r, _, d) in ins.chain(run.iter().filter(|u| u.2 < 0)) {
-            match slot.iter_mut().position(|(x, _)| x == r) {
-                Some(i) => {
-                    slot[i].1 += d;
-                    if slot[i].1 == 0 {
-                        slot.swap_remove(i);
-                        *count -= 1;
-                    }
-                }
-                None => {
-                    slot.push((r.clone(), *d));
-                    *count += 1;
-                }
+            match add_row(slot, r, *d) {
+                1 => *count += 1,
+                -1 => *count -= 1,
+                _ => {}
             }
         }
         if slot.is_empty() {
@@ -388,13 +413,26 @@ impl<R: Row> ViewStore<R> {
         }
     }
 
-    /// Folds the updates below `frontier`; returns their consolidated changes as delta values
-    /// (only when `render` is set: there are subscribers or listeners).
+    /// Folds the updates below `frontier` in completely (staged and merged); returns their
+    /// consolidated changes as delta values (only when `render` is set: there are subscribers
+    /// or listeners).
     fn fold(&self, frontier: u64, render: bool) -> Option<Diffs> {
+        let diffs = self.stage(frontier, render);
+        self.merge();
+        diffs
+    }
+
+    /// Makes the updates below `frontier` this view's state at `as_of = frontier - tick`
+    /// without touching the rows' map: they become the staged updates (see [`Inner::staged`]),
+    /// which reads add to the rows until [`ViewStore::merge`] folds them in. Merges whatever
+    /// an earlier stage left first. Returns the consolidated changes as delta values when
+    /// `render` is set (or there are subscribers, who get them here).
+    fn stage(&self, frontier: u64, render: bool) -> Option<Diffs> {
         let started = std::time::Instant::now();
         let as_of = frontier - self.tick;
-        let mut g = lock(&self.inner);
+        let mut g = self.inner.lock();
         let g = &mut *g;
+        self.merge_locked(g);
         g.frontier = g.frontier.max(frontier);
         let pending = std::mem::take(&mut lock(&self.pending).buf);
         // usually every pending update is below the new frontier: no copy then
@@ -412,9 +450,6 @@ impl<R: Row> ViewStore<R> {
         g.last_fold = now.len();
         g.folded += now.len() as u64;
         let render = render || !g.subscribers.is_empty();
-        let mut key = Vec::with_capacity(64);
-        // Rows take insertions before retractions, so the key of a row that changes (`-old`,
-        // `+new`) never empties on the way: no removal and re-insertion of its entry.
         let diffs = render.then(|| {
             // consolidated: the deltas carry each changed row once
             let mut consolidated: HashMap<&R, isize> = HashMap::with_capacity(now.len());
@@ -431,15 +466,74 @@ impl<R: Row> ViewStore<R> {
                 .collect();
             diffs
         });
+        if now.is_empty() {
+            // nothing to merge: only the history's span moves
+            self.keep_history(g, now, as_of);
+        } else {
+            g.staged = now;
+            g.staged_as_of = as_of;
+        }
+        g.fold_ns += started.elapsed().as_nanos() as u64;
+        let mut diffs = diffs?;
+        diffs.sort_by_key(|(_, d)| *d > 0);
+        let diffs = Arc::new(diffs);
+        let feed = if diffs.is_empty() {
+            Feed::Progress(as_of)
+        } else {
+            Feed::Update(Delta {
+                as_of,
+                diffs: diffs.clone(),
+            })
+        };
+        g.subscribers.retain(|s| match s.tx.try_send(feed.clone()) {
+            Ok(()) => true,
+            Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => {
+                *lock(&s.ended) = Some(Ended::Behind(s.tx.max_capacity()));
+                false
+            }
+            Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => false,
+        });
+        Some(diffs)
+    }
+
+    /// Folds the staged updates into the rows' map (no-op when nothing is staged), a chunk
+    /// of [`MERGE_CHUNK`] updates at a time: between two chunks the lock goes to a waiting
+    /// reader, so a read of one key waits for at most one chunk, not for the whole merge.
+    fn merge(&self) {
+        loop {
+            let mut g = self.inner.lock();
+            if self.merge_some(&mut g, MERGE_CHUNK) {
+                break;
+            }
+            parking_lot::MutexGuard::unlock_fair(g);
+        }
+    }
+
+    /// Merges every staged update.
+    fn merge_locked(&self, g: &mut Inner<R>) {
+        self.merge_some(g, usize::MAX);
+    }
+
+    /// Merges the next `limit` staged updates or a few more (whole runs of one key); returns
+    /// whether every staged update is merged.
+    fn merge_some(&self, g: &mut Inner<R>, limit: usize) -> bool {
+        if g.staged.is_empty() {
+            return true;
+        }
+        let started = std::time::Instant::now();
+        let now = std::mem::take(&mut g.staged);
+        let stop = g.merged.saturating_add(limit);
         // the rows take the updates as they are (the same sums as the consolidated changes):
         // a run of updates of one key (a row's `-old, +new`, which views emit side by side)
-        // is one lookup of the key
+        // is one lookup of the key; rows take insertions before retractions, so the key of a
+        // row that changes never empties on the way (no removal and re-insertion of its entry)
+        let mut key = Vec::with_capacity(64);
         let mut next = Vec::with_capacity(64);
-        if let Some((r, _, _)) = now.first() {
+        let mut i = g.merged;
+        if let Some((r, _, _)) = now.get(i) {
             key_of(&self.def, r, &mut key);
         }
-        let mut i = 0;
-        while i < now.len() {
+        while i < now.len() && i < stop {
             let mut j = i + 1;
             while let Some((r, _, _)) = now.get(j) {
                 key_of(&self.def, r, &mut next);
@@ -453,7 +547,22 @@ impl<R: Row> ViewStore<R> {
             std::mem::swap(&mut key, &mut next);
             i = j;
         }
-        // history
+        let done = i >= now.len();
+        if done {
+            g.merged = 0;
+            let as_of = g.staged_as_of;
+            self.keep_history(g, now, as_of);
+        } else {
+            g.merged = i;
+            g.staged = now;
+        }
+        g.merge_ns += started.elapsed().as_nanos() as u64;
+        done
+    }
+
+    /// Keeps `now`, the updates just merged at `as_of`, in the history (or recycles their
+    /// buffer when no history is kept), and drops what fell out of the history's span.
+    fn keep_history(&self, g: &mut Inner<R>, now: Vec<(R, u64, isize)>, as_of: u64) {
         if !now.is_empty() && self.history.max_updates == 0 {
             // no history kept: only the floor moves, and the buffer takes the next updates
             // (with whatever the workers pushed meanwhile)
@@ -503,27 +612,28 @@ impl<R: Row> ViewStore<R> {
                 break;
             }
         }
-        g.fold_ns += started.elapsed().as_nanos() as u64;
-        let mut diffs = diffs?;
-        diffs.sort_by_key(|(_, d)| *d > 0);
-        let diffs = Arc::new(diffs);
-        let feed = if diffs.is_empty() {
-            Feed::Progress(as_of)
-        } else {
-            Feed::Update(Delta {
-                as_of,
-                diffs: diffs.clone(),
-            })
-        };
-        g.subscribers.retain(|s| match s.tx.try_send(feed.clone()) {
-            Ok(()) => true,
-            Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => {
-                *lock(&s.ended) = Some(Ended::Behind(s.tx.max_capacity()));
-                false
+    }
+
+    /// The rows of key `key` (encoded) at the current `as_of`: the merged rows with the staged
+    /// updates of that key added (a scan of the staged updates, which are one update's worth).
+    fn key_slot(&self, g: &Inner<R>, key: &[u8]) -> Option<(EncKey, Slot<R>)> {
+        let mut slot: Slot<R> = g.rows.get(key).cloned().unwrap_or_default();
+        let mut k = Vec::with_capacity(64);
+        let staged = &g.staged[g.merged.min(g.staged.len())..];
+        // one pass for the key's updates (usually a `-old, +new` pair), then insertions
+        // before retractions
+        let mut mine: Vec<&(R, u64, isize)> = Vec::new();
+        for u in staged {
+            key_of(&self.def, &u.0, &mut k);
+            if k == key {
+                mine.push(u);
             }
-            Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => false,
-        });
-        Some(diffs)
+        }
+        let ins = mine.iter().filter(|u| u.2 > 0);
+        for (r, _, d) in ins.chain(mine.iter().filter(|u| u.2 < 0)) {
+            add_row(&mut slot, r, *d);
+        }
+        (!slot.is_empty()).then(|| (key.into(), slot))
     }
 
     /// Rows (with multiplicity) at `as_of`, given the current `as_of`; `None` when the
@@ -679,8 +789,16 @@ pub struct Answer {
 /// A view store seen without its row type.
 pub trait AnyView: Send + Sync {
     fn def(&self) -> ViewDef;
-    /// Every time below `frontier` is complete: fold it in (call through [`Stores`]).
+    /// Every time below `frontier` is complete: fold it in (call through [`Stores`]), staged
+    /// and merged.
     fn fold_to(&self, frontier: u64, render: bool) -> Option<Diffs>;
+    /// Every time below `frontier` is complete: make it the view's state without merging it
+    /// into the rows' map yet (reads see it); returns its changes when `render` is set.
+    fn stage_to(&self, frontier: u64, render: bool) -> Option<Diffs>;
+    /// Merges what [`AnyView::stage_to`] staged into the rows' map.
+    fn merge_staged(&self);
+    /// Updates staged and not merged yet.
+    fn staged_len(&self) -> usize;
     /// Every row's values at the store's current `as_of` (no selection), sorted by key.
     fn snapshot(&self) -> (Option<u64>, Vec<Vec<Value>>);
     /// Number of rows.
@@ -704,9 +822,9 @@ pub trait AnyView: Send + Sync {
     fn subscribe(&self, sub: SubscribeReq, current: u64) -> Option<Subscription>;
     /// Updates kept for history.
     fn history_len(&self) -> usize;
-    /// Updates folded in since the store was made, and the time the folds took in
-    /// nanoseconds (metrics, benches).
-    fn folded_updates(&self) -> (u64, u64);
+    /// Updates folded in since the store was made, and the time their stages and merges
+    /// took in nanoseconds (metrics, benches).
+    fn folded_updates(&self) -> (u64, u64, u64);
     fn subscribers(&self) -> usize;
     /// Approximate bytes of maintained rows (for metrics).
     fn approx_bytes(&self) -> usize;
@@ -738,10 +856,24 @@ impl<R: Row> AnyView for ViewStore<R> {
         self.fold(frontier, render)
     }
 
+    fn stage_to(&self, frontier: u64, render: bool) -> Option<Diffs> {
+        self.stage(frontier, render)
+    }
+
+    fn merge_staged(&self) {
+        self.merge();
+    }
+
+    fn staged_len(&self) -> usize {
+        let g = self.inner.lock();
+        g.staged.len() - g.merged.min(g.staged.len())
+    }
+
     fn snapshot(&self) -> (Option<u64>, Vec<Vec<Value>>) {
         let as_of = self.as_of();
         let t = as_of.unwrap_or(0);
-        let g = lock(&self.inner);
+        let mut g = self.inner.lock();
+        self.merge_locked(&mut g);
         let rows = by_key(&g.rows)
             .into_iter()
             .flatten()
@@ -751,7 +883,9 @@ impl<R: Row> AnyView for ViewStore<R> {
     }
 
     fn len(&self) -> usize {
-        lock(&self.inner).count
+        let mut g = self.inner.lock();
+        self.merge_locked(&mut g);
+        g.count
     }
 
     fn pending_len(&self) -> usize {
@@ -774,7 +908,8 @@ impl<R: Row> AnyView for ViewStore<R> {
         }
         // room in the rows' map for the next folds' new keys, made now rather than by a
         // rehash in the middle of a fold (readers wait for it; workers never do)
-        let mut g = lock(&self.inner);
+        let mut g = self.inner.lock();
+        self.merge_locked(&mut g);
         let room = g.last_fold.max(256) * 2;
         if g.rows.capacity() - g.rows.len() < room {
             g.rows.reserve(room);
@@ -782,7 +917,7 @@ impl<R: Row> AnyView for ViewStore<R> {
     }
 
     fn as_of(&self) -> Option<u64> {
-        let f = lock(&self.inner).frontier;
+        let f = self.inner.lock().frontier;
         if f == 0 {
             None
         } else {
@@ -791,13 +926,32 @@ impl<R: Row> AnyView for ViewStore<R> {
     }
 
     fn select(&self, sel: &Select, as_of: u64, current: u64) -> Option<Answer> {
-        let g = lock(&self.inner);
+        let mut g = self.inner.lock();
+        // a read of one key at the current `as_of` adds the staged updates of its key; any
+        // other read merges them first
+        let key = sel
+            .key
+            .as_ref()
+            .filter(|_| as_of >= current)
+            .map(|k| enc_keyvals(k));
+        let staged_key = match &key {
+            Some(k) if !g.staged.is_empty() => self.key_slot(&g, k),
+            Some(_) => None,
+            None => {
+                self.merge_locked(&mut g);
+                None
+            }
+        };
+        let g = g;
         let t = as_of as i64;
         let mut out: Vec<Vec<Value>> = Vec::new();
         let mut total = None;
         if as_of >= current {
-            let slots: Vec<(&EncKey, &Slot<R>)> = match &sel.key {
-                Some(k) => g.rows.get_key_value(&enc_keyvals(k)).into_iter().collect(),
+            let slots: Vec<(&EncKey, &Slot<R>)> = match &key {
+                Some(_) if !g.staged.is_empty() => {
+                    staged_key.iter().map(|(k, slot)| (k, slot)).collect()
+                }
+                Some(k) => g.rows.get_key_value(k).into_iter().collect(),
                 None => g.rows.iter().collect(),
             };
             let want = sel.limit.map(|l| sel.offset.saturating_add(l));
@@ -913,7 +1067,8 @@ impl<R: Row> AnyView for ViewStore<R> {
     }
 
     fn subscribe(&self, req: SubscribeReq, current: u64) -> Option<Subscription> {
-        let mut g = lock(&self.inner);
+        let mut g = self.inner.lock();
+        self.merge_locked(&mut g);
         let (tx, rx) = tokio::sync::mpsc::channel(req.capacity.max(1));
         let ended = Arc::new(Mutex::new(None));
         let (snapshot, backlog) = match req.since {
@@ -968,29 +1123,29 @@ impl<R: Row> AnyView for ViewStore<R> {
     }
 
     fn history_len(&self) -> usize {
-        lock(&self.inner).history_len
+        self.inner.lock().history_len
     }
 
-    fn folded_updates(&self) -> (u64, u64) {
-        let g = lock(&self.inner);
-        (g.folded, g.fold_ns)
+    fn folded_updates(&self) -> (u64, u64, u64) {
+        let g = self.inner.lock();
+        (g.folded, g.fold_ns, g.merge_ns)
     }
 
     fn subscribers(&self) -> usize {
-        lock(&self.inner).subscribers.len()
+        self.inner.lock().subscribers.len()
     }
 
     fn end_subscriptions(&self, why: Ended) {
-        let mut g = lock(&self.inner);
+        let mut g = self.inner.lock();
         for sub in g.subscribers.drain(..) {
             *lock(&sub.ended) = Some(why.clone());
         }
     }
 
     fn approx_bytes(&self) -> usize {
-        let g = lock(&self.inner);
+        let g = self.inner.lock();
         let pending = lock(&self.pending).buf.len();
-        (g.count + g.history_len + pending)
+        (g.count + g.history_len + g.staged.len() + pending)
             * (std::mem::size_of::<R>() + 3 * std::mem::size_of::<usize>())
     }
 }
@@ -1022,8 +1177,10 @@ struct Shared {
     fold_helper: Mutex<Option<crossbeam_channel::Sender<HelperMsg>>>,
     /// When the workers last reported a new frontier (the probe passed it).
     reported_at: Mutex<Option<std::time::Instant>>,
-    /// How long the last fold of every view took, in nanoseconds.
+    /// How long the last stage of every view took, in nanoseconds (before the `as_of` is out).
     last_fold_ns: AtomicU64,
+    /// How long the last merge of every view's staged updates took (after it is out).
+    last_merge_ns: AtomicU64,
     /// The frontier of the last advance, and a wake-up for whoever waits for one
     /// ([`Stores::wait_as_of`]).
     advanced: Mutex<u64>,
@@ -1055,15 +1212,23 @@ impl ReadGuard<'_> {
 /// thread costs more to start than it saves.
 const PARALLEL_FOLD_MIN: usize = 4096;
 
-/// One fold of every view, shared by the publisher and its helper thread: each takes the next
+/// What a [`FoldJob`] does to each view.
+#[derive(Clone, Copy)]
+enum Step {
+    /// [`AnyView::stage_to`] the frontier, rendering the changes or not.
+    Stage(u64, bool),
+    /// [`AnyView::merge_staged`], on two threads or on the caller's alone.
+    Merge(bool),
+}
+
+/// One step of every view, shared by the publisher and its helper thread: each takes the next
 /// view (largest first) until none is left.
 struct FoldJob {
     views: Vec<Arc<dyn AnyView>>,
     order: Vec<usize>,
     next: std::sync::atomic::AtomicUsize,
     slots: Vec<Mutex<Option<Diffs>>>,
-    frontier: u64,
-    render: bool,
+    step: Step,
 }
 
 impl FoldJob {
@@ -1071,7 +1236,13 @@ impl FoldJob {
         loop {
             let k = self.next.fetch_add(1, Ordering::Relaxed);
             let Some(&i) = self.order.get(k) else { break };
-            let d = self.views[i].fold_to(self.frontier, self.render);
+            let d = match self.step {
+                Step::Stage(frontier, render) => self.views[i].stage_to(frontier, render),
+                Step::Merge(_) => {
+                    self.views[i].merge_staged();
+                    None
+                }
+            };
             *lock(&self.slots[i]) = d;
         }
     }
@@ -1104,21 +1275,33 @@ fn fold_helper(
     g.clone()
 }
 
-/// Folds every view to `frontier`; returns each view's diffs, in the views' order. With many
-/// pending updates the publisher and its helper thread share the views, the largest first:
-/// views are independent (one lock each), and the publisher holds the stores' write lock
-/// throughout, so readers still see every view at the same `as_of`. Halves the fold's share of
-/// an update's latency when the workers are idle, which they are once the probe passed the
-/// frontier.
+/// Takes `step` on every view; returns each view's diffs (of a stage), in the views' order.
+/// With many updates the publisher and its helper thread share the views, the largest first:
+/// views are independent (one lock each). A stage runs under the stores' write lock, so
+/// readers see every view at the same `as_of`. Halves the step's time when the workers are
+/// idle, which they are once the probe passed the frontier.
 fn fold_all(
     views: &[Arc<dyn AnyView>],
     helper: &Mutex<Option<crossbeam_channel::Sender<HelperMsg>>>,
-    frontier: u64,
-    render: bool,
+    step: Step,
 ) -> Vec<Option<Diffs>> {
-    let sizes: Vec<usize> = views.iter().map(|v| v.pending_len()).collect();
-    if sizes.iter().sum::<usize>() < PARALLEL_FOLD_MIN {
-        return views.iter().map(|v| v.fold_to(frontier, render)).collect();
+    let sizes: Vec<usize> = match step {
+        Step::Stage(..) => views.iter().map(|v| v.pending_len()).collect(),
+        Step::Merge(_) => views.iter().map(|v| v.staged_len()).collect(),
+    };
+    // a stage without rendering only moves buffers: never worth a second thread
+    let heavy = matches!(step, Step::Stage(_, true) | Step::Merge(true));
+    if !heavy || sizes.iter().sum::<usize>() < PARALLEL_FOLD_MIN {
+        return views
+            .iter()
+            .map(|v| match step {
+                Step::Stage(frontier, render) => v.stage_to(frontier, render),
+                Step::Merge(_) => {
+                    v.merge_staged();
+                    None
+                }
+            })
+            .collect();
     }
     let mut order: Vec<usize> = (0..views.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(sizes[i]));
@@ -1127,8 +1310,7 @@ fn fold_all(
         order,
         next: std::sync::atomic::AtomicUsize::new(0),
         slots: views.iter().map(|_| Mutex::new(None)).collect(),
-        frontier,
-        render,
+        step,
     });
     let (done_tx, done_rx) = crossbeam_channel::bounded(1);
     // without a helper (no thread to be had) this thread folds them all
@@ -1178,12 +1360,19 @@ impl Stores {
     }
 
     /// When the workers last reported a new frontier (their probe passed it: every view's
-    /// changes below it are computed), and how long the publisher's last fold took: the two
-    /// parts of an update's latency (benches, metrics).
+    /// changes below it are computed), and how long the publisher's last stage of every view
+    /// took (the fold until the `as_of` is out): the two parts of an update's latency
+    /// (benches, metrics).
     pub fn last_advance(&self) -> (Option<std::time::Instant>, Duration) {
         let at = *lock(&self.shared.reported_at);
         let fold = Duration::from_nanos(self.shared.last_fold_ns.load(Ordering::Relaxed));
         (at, fold)
+    }
+
+    /// How long the publisher's last merge of the staged updates into the rows' maps took
+    /// (after the `as_of` was out; benches, metrics).
+    pub fn last_merge(&self) -> Duration {
+        Duration::from_nanos(self.shared.last_merge_ns.load(Ordering::Relaxed))
     }
 
     /// Blocks until every view is readable at `as_of` or later, or `timeout` passed (or the
@@ -1324,12 +1513,13 @@ impl Stores {
         let mut listeners = lock(&self.shared.listeners);
         let render = !listeners.is_empty();
         let started = std::time::Instant::now();
-        let views: Vec<(ViewDef, Diffs)> =
-            fold_all(&self.views, &self.shared.fold_helper, frontier, render)
-                .into_iter()
-                .zip(&self.views)
-                .filter_map(|(d, v)| Some((v.def(), d?)))
-                .collect();
+        // staged: every view's state at the new `as_of`, its rows' map not updated yet
+        let step = Step::Stage(frontier, render);
+        let views: Vec<(ViewDef, Diffs)> = fold_all(&self.views, &self.shared.fold_helper, step)
+            .into_iter()
+            .zip(&self.views)
+            .filter_map(|(d, v)| Some((v.def(), d?)))
+            .collect();
         *f = frontier;
         let took = started.elapsed().as_nanos().min(u64::MAX as u128) as u64;
         self.shared.last_fold_ns.store(took, Ordering::Relaxed);
@@ -1347,6 +1537,18 @@ impl Stores {
             });
             listeners.retain(|l| l.send(adv.clone()).is_ok());
         }
+        drop(listeners);
+        // the rows' maps take the staged updates now that the `as_of` is out (reads meanwhile
+        // add them, or merge first). On this thread alone while nothing else waits, so the
+        // other core is free for readers (a read by key scans the staged updates meanwhile)
+        // and the next update's workers; on two threads when the workers already reported a
+        // later frontier (a backlog: a replay, a burst), where the merge holds up the next
+        // advance.
+        let started = std::time::Instant::now();
+        let backlog = *lock(&self.shared.reported) > frontier;
+        fold_all(&self.views, &self.shared.fold_helper, Step::Merge(backlog));
+        let took = started.elapsed().as_nanos().min(u64::MAX as u128) as u64;
+        self.shared.last_merge_ns.store(took, Ordering::Relaxed);
     }
 }
 
@@ -1551,6 +1753,69 @@ mod tests {
                     proptest::prop_assert_eq!(&page.rows, &slice);
                     proptest::prop_assert_eq!(page.total, all.total);
                 }
+            }
+        }
+    }
+
+    proptest::proptest! {
+        /// While an update is staged and while its merge goes a chunk at a time, a read of
+        /// one key answers that key's rows at the new `as_of` (the merged rows plus the staged
+        /// updates not merged yet), every older `as_of` still reads from the history, and a
+        /// read of every row (which merges first) equals a store that folded each update at
+        /// once.
+        #[test]
+        fn staged_updates_read_by_key_and_merged_a_chunk_at_a_time(
+            folds in proptest::collection::vec(
+                proptest::collection::vec((0usize..6, 0i64..3, proptest::prop_oneof![
+                    proptest::strategy::Just(1isize),
+                    proptest::strategy::Just(-1isize),
+                ]), 0..24),
+                1..6,
+            ),
+            chunk in 1usize..6,
+        ) {
+            let staged = ViewStore::with_history(RFM_SEGMENTS, 1000, HistoryConfig::default());
+            let folded = ViewStore::with_history(RFM_SEGMENTS, 1000, HistoryConfig::default());
+            let key_rows = |v: &ViewStore<SegmentRow>, s: usize, t: u64| {
+                let sel = Select {
+                    key: Some(vec![KeyVal::Str(Str::from(seg_of(s, 0).segment.as_str()))]),
+                    ..Select::default()
+                };
+                let mut rows = v.select(&sel, t, t).map(|a| a.rows);
+                if let Some(rows) = rows.as_mut() {
+                    rows.sort_by_key(|r| format!("{r:?}"));
+                }
+                rows
+            };
+            for (k, ups) in folds.iter().enumerate() {
+                let t = k as u64 * 1000;
+                let ups: Vec<(SegmentRow, u64, isize)> =
+                    ups.iter().map(|(s, c, d)| (seg_of(*s, *c), t, *d)).collect();
+                staged.push(&ups);
+                folded.push(&ups);
+                folded.fold(t + 1000, false);
+                staged.stage(t + 1000, false);
+                loop {
+                    for s in 0..6 {
+                        proptest::prop_assert_eq!(key_rows(&staged, s, t), key_rows(&folded, s, t));
+                    }
+                    if t >= 1000 {
+                        // the `as_of` before: undone from the history, after a full merge
+                        let before = |v: &ViewStore<SegmentRow>| {
+                            let mut rows = v.select(&Select::default(), t - 1000, t).unwrap().rows;
+                            rows.sort_by_key(|r| format!("{r:?}"));
+                            rows
+                        };
+                        proptest::prop_assert_eq!(before(&staged), before(&folded));
+                    }
+                    let mut g = staged.inner.lock();
+                    if staged.merge_some(&mut g, chunk) {
+                        break;
+                    }
+                }
+                proptest::prop_assert_eq!(staged.rows(), folded.rows());
+                proptest::prop_assert_eq!(AnyView::len(&*staged), AnyView::len(&*folded));
+                proptest::prop_assert_eq!(staged.staged_len(), 0);
             }
         }
     }

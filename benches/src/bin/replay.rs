@@ -9,7 +9,12 @@
 //! without the engine. `--updates N`: after the replay, N batches of 1,000 (`--lines L`) new order lines
 //! (from the generator with another seed, so existing and new customers buy), each at the next
 //! tick; reports the median and p99 time from handing a batch to the engine until every view
-//! is readable at its `as_of`, and each thread's CPU time over the updates. The batches are
+//! is readable at its `as_of` (published: every view staged), the two parts of it (the workers
+//! until their probe passed; the publisher's stage), the merge into the rows' maps that follows
+//! and a read of one of the batch's customers in `rfm` right after the `as_of` is out (it adds
+//! the staged updates of its key while the merge runs, and must find the customer), the
+//! updates each view folds per batch with the time their stage and merge took, and each
+//! thread's CPU time and page faults over the updates. The batches are
 //! made first and arrive `--gap-ms` apart (default 20; what making one took when they were
 //! made in between). `--views A,B,..` replays through only those views (of
 //! `revenue_hourly`, `revenue_daily`, `data_quality`, `rfm`): issue 2's figure, from when these
@@ -23,7 +28,7 @@ use shopdiff_connectors::{Batch, Replay, ReplayOptions, TimeConfig};
 use shopdiff_dataflows::config::ViewsConfig;
 use shopdiff_schemas::records::{is_blank, parse_behavior, parse_transaction};
 use shopdiff_server::cli::{replay_dir, EngineArgs};
-use shopdiff_server::store::HistoryConfig;
+use shopdiff_server::store::{HistoryConfig, KeyVal, Select};
 use shopdiff_server::{Engine, EngineConfig};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -187,21 +192,46 @@ fn updates(
         }
     };
     // updates each view folded over all batches
-    let folded = |e: &Engine| -> Vec<(String, (u64, u64))> {
+    let folded = |e: &Engine| -> Vec<(String, (u64, u64, u64))> {
         e.stores()
             .iter()
             .map(|v| (v.def().name.to_string(), v.folded_updates()))
             .collect()
     };
     let folded_before = folded(&engine);
-    for b in batches {
+    let (mut merges, mut reads) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    for (k, b) in batches.into_iter().enumerate() {
         std::thread::sleep(Duration::from_millis(gap_ms));
+        if k > 0 {
+            // the previous batch's merge into the rows' maps, long done after the pause
+            merges.push(engine.stores().last_merge().as_secs_f64() * 1e3);
+        }
         let before = thread_faults();
         add(&mut between, &last, &before);
+        let user = b.lines.first().map(|(l, _)| l.user_id.clone());
         let s = Instant::now();
         anyhow::ensure!(engine.feed(b), "engine stopped");
         wait_for(t + tick)?;
         ms.push(s.elapsed().as_secs_f64() * 1e3);
+        // a read of one of the batch's customers in `rfm` at once, at the new `as_of`: the
+        // staged updates are usually not merged yet
+        if let Some(user) = user {
+            let r = Instant::now();
+            let g = engine.stores().read();
+            let as_of = g.as_of().unwrap_or(0);
+            let sel = Select {
+                key: Some(vec![KeyVal::Str(user.clone())]),
+                ..Select::default()
+            };
+            let rows = g
+                .get("rfm")
+                .and_then(|v| v.select(&sel, as_of, as_of))
+                .map(|a| a.rows.len());
+            drop(g);
+            reads.push(r.elapsed().as_secs_f64() * 1e3);
+
+            anyhow::ensure!(rows == Some(1), "rfm has no row for {user} at {as_of}");
+        }
         last = thread_faults();
         add(&mut during, &before, &last);
         // the latency's two parts: the workers (feed until their probe passed) and the fold
@@ -222,9 +252,17 @@ fn updates(
     );
     if !compute.is_empty() && !folds.is_empty() {
         println!(
-            "  of which the workers (feed until the probe passed): median {:.1} ms; the publisher's fold into the stores: median {:.1} ms",
+            "  of which the workers (feed until the probe passed): median {:.1} ms; the publisher's stage of every view: median {:.1} ms",
             pct(&mut compute, 0.5),
             pct(&mut folds, 0.5)
+        );
+    }
+    if !merges.is_empty() && !reads.is_empty() {
+        println!(
+            "  then the merge into the rows' maps, after the as_of is out: median {:.1} ms; a key read of rfm at once: median {:.3} ms, p99 {:.3} ms",
+            pct(&mut merges, 0.5),
+            pct(&mut reads, 0.5),
+            pct(&mut reads, 0.99)
         );
     }
     println!("  CPU ms per thread over the {wall:.0} ms of all updates: {cpu}");
@@ -232,15 +270,17 @@ fn updates(
         .iter()
         .zip(&folded_before)
         .map(|((name, after), (_, before))| {
+            let per = |a: u64, b: u64| a.saturating_sub(b) as f64 / 1e6 / n.max(1) as f64;
             format!(
-                "{name}={}/{:.2}ms",
+                "{name}={}/{:.2}+{:.2}ms",
                 after.0.saturating_sub(before.0) / n.max(1) as u64,
-                after.1.saturating_sub(before.1) as f64 / 1e6 / n.max(1) as f64
+                per(after.1, before.1),
+                per(after.2, before.2)
             )
         })
         .collect();
     println!(
-        "  updates folded per batch and the time their folds took, by view: {}",
+        "  updates folded per batch and the time their stage + merge took, by view: {}",
         per.join(" ")
     );
     let none = Default::default();
