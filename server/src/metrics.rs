@@ -182,13 +182,23 @@ impl Metrics {
         let _ = writeln!(o, "shopdiff_advances_total {}", stores.advances());
         let _ = writeln!(
             o,
-            "# HELP shopdiff_last_fold_seconds How long the last fold of every view's changes into the stores took."
+            "# HELP shopdiff_last_fold_seconds How long the last stage of every view's changes took (before the as_of was published)."
         );
         let _ = writeln!(o, "# TYPE shopdiff_last_fold_seconds gauge");
         let _ = writeln!(
             o,
             "shopdiff_last_fold_seconds {}",
             stores.last_advance().1.as_secs_f64()
+        );
+        let _ = writeln!(
+            o,
+            "# HELP shopdiff_last_merge_seconds How long the last merge of the staged changes into the views' rows took (after the as_of was published)."
+        );
+        let _ = writeln!(o, "# TYPE shopdiff_last_merge_seconds gauge");
+        let _ = writeln!(
+            o,
+            "shopdiff_last_merge_seconds {}",
+            stores.last_merge().as_secs_f64()
         );
         let _ = writeln!(o, "# HELP shopdiff_view_rows Rows of each view at as_of.");
         let _ = writeln!(o, "# TYPE shopdiff_view_rows gauge");

@@ -459,6 +459,7 @@ fn tokens_scopes_and_metrics() {
         "shopdiff_records_rejected_total{source=",
         "shopdiff_view_rows{view=\"rfm\"}",
         "shopdiff_view_folded_updates_total{view=\"rfm\"}",
+        "shopdiff_last_merge_seconds ",
         "shopdiff_view_fold_seconds_total{view=\"revenue_hourly\"}",
         "shopdiff_as_of_ms",
         "shopdiff_http_request_duration_seconds_bucket{route=\"view\",status=\"200\"",
