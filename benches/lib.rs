@@ -3,6 +3,25 @@
 /// The process's peak resident set size in MB (`VmHWM` from `/proc/self/status`), 0 if unknown.
 pub use shopdiff_server::metrics::peak_rss_mb;
 
+/// The value after `name` in `args`, parsed (`None` when the flag is absent); a flag without a
+/// value or with one that does not parse is an error naming both.
+pub fn flag<T: std::str::FromStr>(args: &[String], name: &str) -> anyhow::Result<Option<T>> {
+    let Some(i) = args.iter().position(|a| a == name) else {
+        return Ok(None);
+    };
+    let v = args
+        .get(i + 1)
+        .ok_or_else(|| anyhow::anyhow!("{name} needs a value"))?;
+    v.parse()
+        .map(Some)
+        .map_err(|_| anyhow::anyhow!("{name}: `{v}` is not a valid value"))
+}
+
+/// [`flag`], or `default` when the flag is absent.
+pub fn flag_or<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> anyhow::Result<T> {
+    Ok(flag(args, name)?.unwrap_or(default))
+}
+
 /// CPU time (user + system, in ms) of each thread of this process by thread name, from
 /// `/proc/self/task/*/stat` (Linux; empty elsewhere). Threads of one name are summed.
 pub fn thread_cpu_ms() -> std::collections::BTreeMap<String, f64> {

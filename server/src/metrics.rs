@@ -5,7 +5,7 @@
 //! (rows per view, history, subscribers, `as_of`) are read from the stores when scraped.
 //! No label ever carries a customer value: labels are views, sources, reasons and routes.
 
-use crate::store::Stores;
+use crate::store::{AnyView, Stores};
 use shopdiff_connectors::Batch;
 use shopdiff_schemas::{Reason, Source};
 use std::collections::BTreeMap;
@@ -35,6 +35,30 @@ pub struct Metrics {
     batches: AtomicU64,
     requests: Mutex<BTreeMap<(&'static str, u16), Histogram>>,
     sse_dropped: AtomicU64,
+}
+
+/// One metric with a sample per view (`{view="name"}`), with its `HELP` line unless `help` is
+/// empty and its `TYPE` line.
+fn per_view(
+    o: &mut String,
+    stores: &Stores,
+    name: &str,
+    kind: &str,
+    help: &str,
+    value: &dyn Fn(&dyn AnyView) -> String,
+) {
+    if !help.is_empty() {
+        let _ = writeln!(o, "# HELP {name} {help}");
+    }
+    let _ = writeln!(o, "# TYPE {name} {kind}");
+    for v in stores.iter() {
+        let _ = writeln!(
+            o,
+            "{name}{{view=\"{}\"}} {}",
+            v.def().name,
+            value(v.as_ref())
+        );
+    }
 }
 
 fn now_ms() -> i64 {
@@ -200,76 +224,52 @@ impl Metrics {
             "shopdiff_last_merge_seconds {}",
             stores.last_merge().as_secs_f64()
         );
-        let _ = writeln!(o, "# HELP shopdiff_view_rows Rows of each view at as_of.");
-        let _ = writeln!(o, "# TYPE shopdiff_view_rows gauge");
-        for v in stores.iter() {
-            let _ = writeln!(
-                o,
-                "shopdiff_view_rows{{view=\"{}\"}} {}",
-                v.def().name,
-                v.len()
-            );
-        }
-        let _ = writeln!(o, "# TYPE shopdiff_view_history_updates gauge");
-        for v in stores.iter() {
-            let _ = writeln!(
-                o,
-                "shopdiff_view_history_updates{{view=\"{}\"}} {}",
-                v.def().name,
-                v.history_len()
-            );
-        }
-        let _ = writeln!(
-            o,
-            "# HELP shopdiff_view_folded_updates_total Updates the publisher folded into each view's store."
+        per_view(
+            &mut o,
+            stores,
+            "shopdiff_view_rows",
+            "gauge",
+            "Rows of each view at as_of.",
+            &|v| v.len().to_string(),
         );
-        let _ = writeln!(o, "# TYPE shopdiff_view_folded_updates_total counter");
-        for v in stores.iter() {
-            let _ = writeln!(
-                o,
-                "shopdiff_view_folded_updates_total{{view=\"{}\"}} {}",
-                v.def().name,
-                v.folded_updates().0
-            );
-        }
-        let _ = writeln!(
-            o,
-            "# HELP shopdiff_view_fold_seconds_total Time the publisher spent folding each view's updates."
+        per_view(
+            &mut o,
+            stores,
+            "shopdiff_view_history_updates",
+            "gauge",
+            "",
+            &|v| v.history_len().to_string(),
         );
-        let _ = writeln!(o, "# TYPE shopdiff_view_fold_seconds_total counter");
-        for v in stores.iter() {
-            let _ = writeln!(
-                o,
-                "shopdiff_view_fold_seconds_total{{view=\"{}\"}} {}",
-                v.def().name,
-                {
-                    let (_, stage, merge) = v.folded_updates();
-                    (stage + merge) as f64 / 1e9
-                }
-            );
-        }
-        let _ = writeln!(
-            o,
-            "# HELP shopdiff_view_store_bytes Approximate bytes of a view's served state."
+        per_view(
+            &mut o,
+            stores,
+            "shopdiff_view_folded_updates_total",
+            "counter",
+            "Updates the publisher folded into each view's store.",
+            &|v| v.folded_updates().0.to_string(),
         );
-        let _ = writeln!(o, "# TYPE shopdiff_view_store_bytes gauge");
-        for v in stores.iter() {
-            let _ = writeln!(
-                o,
-                "shopdiff_view_store_bytes{{view=\"{}\"}} {}",
-                v.def().name,
-                v.approx_bytes()
-            );
-        }
-        let _ = writeln!(o, "# TYPE shopdiff_subscribers gauge");
-        for v in stores.iter() {
-            let _ = writeln!(
-                o,
-                "shopdiff_subscribers{{view=\"{}\"}} {}",
-                v.def().name,
-                v.subscribers()
-            );
-        }
+        per_view(
+            &mut o,
+            stores,
+            "shopdiff_view_fold_seconds_total",
+            "counter",
+            "Time the publisher spent folding each view's updates.",
+            &|v| {
+                let (_, stage, merge) = v.folded_updates();
+                ((stage + merge) as f64 / 1e9).to_string()
+            },
+        );
+        per_view(
+            &mut o,
+            stores,
+            "shopdiff_view_store_bytes",
+            "gauge",
+            "Approximate bytes of a view's served state.",
+            &|v| v.approx_bytes().to_string(),
+        );
+        per_view(&mut o, stores, "shopdiff_subscribers", "gauge", "", &|v| {
+            v.subscribers().to_string()
+        });
         let _ = writeln!(o, "# TYPE shopdiff_subscribers_dropped_total counter");
         let _ = writeln!(
             o,

@@ -1285,12 +1285,14 @@ fn fold_all(
     helper: &Mutex<Option<crossbeam_channel::Sender<HelperMsg>>>,
     step: Step,
 ) -> Vec<Option<Diffs>> {
+    // a stage without rendering only moves buffers, and a merge without a backlog leaves the
+    // other core to readers: neither takes a second thread (nor sizes the views)
+    let heavy = matches!(step, Step::Stage(_, true) | Step::Merge(true));
     let sizes: Vec<usize> = match step {
+        _ if !heavy => Vec::new(),
         Step::Stage(..) => views.iter().map(|v| v.pending_len()).collect(),
         Step::Merge(_) => views.iter().map(|v| v.staged_len()).collect(),
     };
-    // a stage without rendering only moves buffers: never worth a second thread
-    let heavy = matches!(step, Step::Stage(_, true) | Step::Merge(true));
     if !heavy || sizes.iter().sum::<usize>() < PARALLEL_FOLD_MIN {
         return views
             .iter()

@@ -176,29 +176,11 @@ fn ts(t: &str) -> Ms {
     parse_rfc3339(t).expect("a time")
 }
 
-/// A directory under the system's temp dir, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let p = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).expect("temp dir");
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 #[test]
 fn snapshot_plus_stream_gives_the_views_of_the_replay() {
     let Some(base) = base_url() else { return };
     let db = Db::new(&base);
-    let tmp = TempDir::new("shopdiff-pg-stream");
+    let tmp = support::TempDir::new("shopdiff-pg-stream");
     let dir = tmp.0.join("stream");
     let cfg = GenConfig {
         seed: 7,

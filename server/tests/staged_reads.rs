@@ -5,12 +5,15 @@
 //! generated stream, with 2 workers. Whether the publisher merged a view before the key reads is
 //! up to the threads; the store's own tests take every step of a merge deterministically.
 
+mod support;
+
 use shopdiff_connectors::generator::{write_recorded_stream, GenConfig, WriteOptions};
 use shopdiff_connectors::{Replay, ReplayOptions};
 use shopdiff_schemas::rows::Value;
 use shopdiff_server::store::{KeyVal, Select};
 use shopdiff_server::{Engine, EngineConfig};
 use std::time::Duration;
+use support::TempDir;
 
 /// The key of a full read's row, as a key read takes it.
 fn key_of(row: &[Value], key_len: usize) -> Vec<KeyVal> {
@@ -20,7 +23,8 @@ fn key_of(row: &[Value], key_len: usize) -> Vec<KeyVal> {
 #[test]
 fn key_reads_at_a_fresh_as_of_match_the_full_read() {
     // a generated stream (tricky records included), replayed in small batches
-    let dir = std::env::temp_dir().join(format!("shopdiff-staged-reads-{}", std::process::id()));
+    let tmp = TempDir::new("shopdiff-staged-reads");
+    let dir = tmp.0.join("stream");
     let cfg = GenConfig {
         seed: 20_261_205,
         users: 300,
@@ -51,7 +55,6 @@ fn key_reads_at_a_fresh_as_of_match_the_full_read() {
         true
     })
     .expect("replaying the generated stream");
-    let _ = std::fs::remove_dir_all(&dir);
     assert!(batches.len() > 5, "too few batches: {}", batches.len());
     let engine = Engine::start(&EngineConfig {
         cluster: None,

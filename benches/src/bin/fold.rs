@@ -7,21 +7,11 @@
 //!
 //! Prints the median and p99 time per fold and per update (one row's `-old` or `+new`).
 
+use shopdiff_benches::flag_or;
 use shopdiff_schemas::rows::{RfmRow, RFM};
 use shopdiff_schemas::Str;
 use shopdiff_server::store::{AnyView, HistoryConfig, ViewStore};
 use std::time::Instant;
-
-fn flag(args: &[String], name: &str, default: usize) -> anyhow::Result<usize> {
-    match args.iter().position(|a| a == name) {
-        None => Ok(default),
-        Some(i) => args
-            .get(i + 1)
-            .ok_or_else(|| anyhow::anyhow!("{name} needs a value"))?
-            .parse()
-            .map_err(|e| anyhow::anyhow!("{name}: {e}")),
-    }
-}
 
 fn row(user: u64, purchases: i64) -> RfmRow {
     RfmRow {
@@ -37,9 +27,9 @@ fn row(user: u64, purchases: i64) -> RfmRow {
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let rows = flag(&args, "--rows", 200_000)? as u64;
-    let changes = flag(&args, "--changes", 2_800)?;
-    let folds = flag(&args, "--folds", 200)?;
+    let rows = flag_or(&args, "--rows", 200_000u64)?;
+    let changes = flag_or(&args, "--changes", 2_800usize)?;
+    let folds = flag_or(&args, "--folds", 200usize)?;
     let history = if args.iter().any(|a| a == "--no-history") {
         HistoryConfig::none()
     } else {

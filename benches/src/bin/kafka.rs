@@ -15,6 +15,7 @@ use anyhow::Context;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use shopdiff_benches::flag_or;
 use shopdiff_connectors::generator::{write_recorded_stream, GenConfig, WriteOptions};
 use shopdiff_connectors::kafka::{
     create_topics, produce_generated, EndAt, KafkaSourceConfig, RecordProducer, Retry,
@@ -24,14 +25,6 @@ use shopdiff_server::cli::{replay_dir, EngineArgs};
 use shopdiff_server::kafka_driver::{run_kafka, KafkaRunOptions};
 use shopdiff_server::EngineConfig;
 use std::time::{Duration, Instant};
-
-fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> T {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
@@ -86,9 +79,9 @@ fn main() -> anyhow::Result<()> {
         .first()
         .context("usage: kafka BROKERS [--records N] [--runs R] [-w N]")?
         .clone();
-    let records: u64 = arg(&args, "--records", 200_000);
-    let runs: usize = arg(&args, "--runs", 3);
-    let workers: usize = arg(&args, "-w", 2);
+    let records: u64 = flag_or(&args, "--records", 200_000)?;
+    let runs: usize = flag_or(&args, "--runs", 3)?;
+    let workers: usize = flag_or(&args, "-w", 2)?;
     let dir = std::env::temp_dir().join(format!("shopdiff-kafka-bench-{}", std::process::id()));
     let cfg = GenConfig {
         records,

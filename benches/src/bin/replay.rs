@@ -21,7 +21,7 @@
 //! were the only views; the same batches, split and stores as the engine, without the others.
 
 use anyhow::Context;
-use shopdiff_benches::{peak_rss_mb, thread_cpu_delta, thread_cpu_ms, thread_faults};
+use shopdiff_benches::{flag, peak_rss_mb, thread_cpu_delta, thread_cpu_ms, thread_faults};
 use shopdiff_connectors::files::{require, LineReader};
 use shopdiff_connectors::generator::{GenConfig, GenStream, Generator};
 use shopdiff_connectors::{Batch, Replay, ReplayOptions, TimeConfig};
@@ -32,20 +32,6 @@ use shopdiff_server::store::{HistoryConfig, KeyVal, Select};
 use shopdiff_server::{Engine, EngineConfig};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-
-/// The value after `name` in `args`, parsed (`None` when the flag is absent); a flag without a
-/// value or with one that does not parse is an error naming both.
-fn flag<T: std::str::FromStr>(args: &[String], name: &str) -> anyhow::Result<Option<T>> {
-    let Some(i) = args.iter().position(|a| a == name) else {
-        return Ok(None);
-    };
-    let v = args
-        .get(i + 1)
-        .with_context(|| format!("{name} needs a value"))?;
-    v.parse()
-        .map(Some)
-        .map_err(|_| anyhow::anyhow!("{name}: `{v}` is not a valid number"))
-}
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();

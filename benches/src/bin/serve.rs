@@ -12,7 +12,7 @@
 //! event time, which is when it was accepted) to the delta reaching the client. A record early
 //! in its tick waits up to one tick more. Reports p50/p99 and the input rate.
 
-use shopdiff_benches::peak_rss_mb;
+use shopdiff_benches::{flag_or, peak_rss_mb};
 use shopdiff_connectors::generator::GenConfig;
 use shopdiff_connectors::live::{Feeder, LiveGenerator};
 use shopdiff_connectors::TimeConfig;
@@ -36,14 +36,6 @@ fn pct(v: &mut [f64], p: f64) -> f64 {
         return f64::NAN;
     }
     v[((v.len() as f64 - 1.0) * p).round() as usize]
-}
-
-fn arg(args: &[String], name: &str, default: f64) -> f64 {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }
 
 fn serve(state: Arc<AppState>) -> anyhow::Result<(tokio::runtime::Runtime, SocketAddr)> {
@@ -109,9 +101,9 @@ fn row(i: u64, version: u64) -> RfmRow {
 }
 
 fn reads(args: &[String]) -> anyhow::Result<()> {
-    let n = arg(args, "--customers", 1_000_000.0) as u64;
-    let lookups = arg(args, "--lookups", 5_000.0) as usize;
-    let tops = arg(args, "--tops", 40.0) as usize;
+    let n = flag_or(args, "--customers", 1_000_000u64)?;
+    let lookups = flag_or(args, "--lookups", 5_000usize)?;
+    let tops = flag_or(args, "--tops", 40usize)?;
     let tick = 100;
     let store = ViewStore::<RfmRow>::with_history(
         RFM,
@@ -209,9 +201,9 @@ fn reads(args: &[String]) -> anyhow::Result<()> {
 }
 
 fn freshness(args: &[String]) -> anyhow::Result<()> {
-    let volume = arg(args, "--volume", 150.0);
-    let secs = arg(args, "--secs", 20.0);
-    let speed = arg(args, "--speed", 1.0);
+    let volume = flag_or(args, "--volume", 150.0f64)?;
+    let secs = flag_or(args, "--secs", 20.0f64)?;
+    let speed = flag_or(args, "--speed", 1.0f64)?;
     // 100 ms of wall time per tick: the generator runs `speed` times faster than the wall
     let tick = (100.0 * speed).round().max(1.0) as u64;
     let engine = Engine::start_with(
@@ -240,7 +232,7 @@ fn freshness(args: &[String]) -> anyhow::Result<()> {
     let gen = GenConfig {
         start,
         volume,
-        users: arg(args, "--users", 10_000.0) as usize,
+        users: flag_or(args, "--users", 10_000usize)?,
         records: 1_000_000_000,
         ..GenConfig::default()
     };

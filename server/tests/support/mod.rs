@@ -191,3 +191,21 @@ pub fn wait_as_of(addr: SocketAddr, as_of: u64) {
 pub fn all_views(addr: SocketAddr) -> J {
     get_json(addr, &format!("/v1/query?views={VIEWS}"))
 }
+
+/// A directory under the system's temp dir (made empty), removed when dropped.
+pub struct TempDir(pub std::path::PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> TempDir {
+        let p = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).expect("temp dir");
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
