@@ -22,8 +22,8 @@ pub use store::{AnyView, Stores};
 
 /// mimalloc for every binary that links the engine: the dataflows allocate and free many small
 /// vectors and strings per record, where glibc's allocator took about a tenth of the workers'
-/// samples. Measured in one window (README, "Performance", round 3): all views 10-14% faster, peak RSS
-/// about 10% higher.
+/// samples. Measured in one window (`benches/reports/2026-12-05-rounds-1-8.md`, round 2): all
+/// views 10-14% faster, peak RSS about 10% higher.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -33,17 +33,19 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// * Never return freed pages to the OS (`purge_delay = -1`; mimalloc's default returns them
 ///   after a delay). The dataflows free and reallocate large buffers (batches of records,
 ///   update vectors) all the time; each returned page came back as a fresh page fault, 12% of
-///   a replay's samples (`clear_page_erms`). Measured in one window (README, "Performance",
-///   round 3): revenue and data quality 268k -> 305-312k records/s, all views 179k -> 190k,
-///   peak RSS about 8% higher. The price: a process keeps its peak memory.
+///   a replay's samples (`clear_page_erms`). Measured in one window
+///   (`benches/reports/2026-12-05-rounds-1-8.md`, round 3): revenue and data quality 268k ->
+///   305-312k records/s, all views 179k -> 190k, peak RSS about 8% higher. The price: a
+///   process keeps its peak memory.
 /// * No transparent huge pages (`prctl(PR_SET_THP_DISABLE)`, Linux). With them, the first
 ///   touch of new memory makes the kernel zero a whole 2 MiB page; state that grows with each
 ///   update (a hash map that doubles, new keys) paid for that inside the update:
 ///   `clear_page_erms` under `do_huge_pmd_anonymous_page` was 27% of the workers' samples in
 ///   the 1,000-line update benchmark. (mimalloc's own `allow_thp` option is read before `main`,
 ///   when it has already reserved and advised its first arena, so it cannot be set here.)
-///   Measured in one window (README, "Performance", round 5): median 20.5-22.2 -> 16.9-18.5
-///   ms, p99 41-51 -> 23-26 ms, peak RSS 1,020 -> 870 MB; full replay unchanged within noise.
+///   Measured in one window (`benches/reports/2026-12-05-rounds-1-8.md`, round 5): median
+///   20.5-22.2 -> 16.9-18.5 ms, p99 41-51 -> 23-26 ms, peak RSS 1,020 -> 870 MB; full replay
+///   unchanged within noise.
 ///
 /// Called by [`Engine::start`].
 pub fn tune_allocator() {
