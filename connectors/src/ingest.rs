@@ -16,13 +16,20 @@
 //!   topic partition) uses [`Ingest::with_inputs`] and the `*_from` methods. An input can be
 //!   closed (exhausted or idle) and reopened; the watermark never goes back, so a record that
 //!   arrives on a reopened input older than the watermark is late.
+//! * A record more than `max_future` ahead of its source's reference clock (the wall clock, or
+//!   the simulated clock a live source gives with [`Ingest::clock`]) is rejected as `future`
+//!   before it can touch the watermark; one older than `watermark - horizon` is rejected as
+//!   `too_late`. Both are checked before dedup, so a rejected delivery claims no identity.
 //! * Identities are kept as 128-bit hashes (a collision between two of 10^9 identities has a
-//!   probability below 10^-20); only accepted records claim an identity.
+//!   probability below 10^-20); only accepted records claim an identity. Each remembers the
+//!   UTC day of its first delivery's event time, and the days wholly below the horizon are
+//!   retired: no delivery that old can be accepted any more, so the set stays the size of the
+//!   horizon's traffic on a run of any length.
 //! * Rejections and duplicates are counted at the tick where the record arrives:
 //!   `max(frontier, ceil_tick(e))` when the record has a readable timestamp, else the frontier.
 
 use crate::source::Batch;
-use hashbrown::{HashMap, HashSet};
+use hashbrown::HashMap;
 use shopdiff_schemas::records::{Event, Line};
 use shopdiff_schemas::time::{ceil_tick, floor_tick, Ms};
 use shopdiff_schemas::{Reason, Source};
@@ -35,13 +42,75 @@ pub struct TimeConfig {
     pub tick_ms: u64,
     /// Allowed lateness in milliseconds (default 5000).
     pub lateness_ms: u64,
+    /// How far ahead of the reference clock an event time may be (default 1 hour): beyond it
+    /// the record is `future`.
+    pub max_future_ms: u64,
+    /// The lateness horizon (default 7 days): a record older than `watermark - horizon` is
+    /// `too_late`, and state below it is retired.
+    pub horizon_ms: u64,
 }
+
+/// The default `max_future`: one hour.
+pub const DEFAULT_MAX_FUTURE_MS: u64 = 3_600_000;
+/// The default lateness horizon: seven days.
+pub const DEFAULT_HORIZON_MS: u64 = 7 * 86_400_000;
 
 impl Default for TimeConfig {
     fn default() -> Self {
         TimeConfig {
             tick_ms: 1000,
             lateness_ms: 5000,
+            max_future_ms: DEFAULT_MAX_FUTURE_MS,
+            horizon_ms: DEFAULT_HORIZON_MS,
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch on the wall clock.
+pub fn wall_clock_ms() -> Ms {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as Ms)
+}
+
+const DAY_MS: Ms = 86_400_000;
+
+/// Accepted identities with the UTC day of their first delivery's event time.
+///
+/// A key is the identity's 128-bit hash as four `u32`s (an entry of 20 bytes: a `u128` key
+/// would be aligned to 32).
+#[derive(Default)]
+struct Seen {
+    map: HashMap<[u32; 4], u32>,
+    /// Days below this one are retired.
+    retired_below: i64,
+}
+
+impl Seen {
+    /// Claims `id` for a record of event time `ts`; `false` when it was claimed before.
+    fn claim(&mut self, id: u128, ts: Ms) -> bool {
+        let key = [
+            id as u32,
+            (id >> 32) as u32,
+            (id >> 64) as u32,
+            (id >> 96) as u32,
+        ];
+        let day = ts.div_euclid(DAY_MS).clamp(0, u32::MAX as i64) as u32;
+        match self.map.entry(key) {
+            hashbrown::hash_map::Entry::Occupied(_) => false,
+            hashbrown::hash_map::Entry::Vacant(v) => {
+                v.insert(day);
+                true
+            }
+        }
+    }
+
+    /// Forgets the identities first seen on a day below `day`.
+    fn retire_below(&mut self, day: i64) {
+        if day > self.retired_below {
+            self.retired_below = day;
+            let below = day.clamp(0, u32::MAX as i64) as u32;
+            self.map.retain(|_, d| *d >= below);
         }
     }
 }
@@ -73,13 +142,21 @@ pub enum Fate {
     Accepted { time: u64, late: bool },
     /// A second delivery of an accepted identity.
     Duplicate,
+    /// Rejected by the time model (`future` or `too_late`); the caller counts it with
+    /// [`Ingest::rejected`], like any other rejection.
+    Rejected(Reason),
 }
 
 /// The sequential part of ingestion: dedup, watermark and effect times.
 pub struct Ingest {
     cfg: TimeConfig,
-    seen_lines: HashSet<u128>,
-    seen_events: HashSet<u128>,
+    seen_lines: Seen,
+    seen_events: Seen,
+    /// The reference clock set by a live source ([`Ingest::clock`]); the wall clock otherwise.
+    reference: Option<Ms>,
+    /// A lower bound of `reference clock + max_future`: a record at or below it is not
+    /// `future`, one above it makes the clock be read again.
+    future_limit: Ms,
     max_seen: Vec<Option<Ms>>,
     live: Vec<bool>,
     /// The watermark never goes below this (set when a closed input is reopened).
@@ -112,8 +189,10 @@ impl Ingest {
         let n = n.max(1);
         Ingest {
             cfg,
-            seen_lines: HashSet::new(),
-            seen_events: HashSet::new(),
+            seen_lines: Seen::default(),
+            seen_events: Seen::default(),
+            reference: None,
+            future_limit: Ms::MIN,
             max_seen: vec![None; n],
             live: vec![true; n],
             floor: None,
@@ -190,7 +269,11 @@ impl Ingest {
     /// A heartbeat from a live source's clock: no record of any live input will be accepted
     /// on time before `now - lateness` any more, so the watermark may pass it even while an
     /// input is quiet.
+    ///
+    /// It is also the reference clock of the `future` rule from then on (the live generator's
+    /// simulated clock).
     pub fn clock(&mut self, now: Ms) {
+        self.set_reference(now);
         for i in 0..2 {
             if self.live[i] {
                 let m = &mut self.max_seen[i];
@@ -226,6 +309,54 @@ impl Ingest {
     /// `as_of` back; its records older than `w` that arrive later are late.
     pub fn raise_watermark(&mut self, w: Ms) {
         self.floor = Some(self.floor.map_or(w, |f| f.max(w)));
+    }
+
+    /// Sets the reference clock of the `future` rule (a live source's simulated clock) without
+    /// touching the watermark; it never goes back.
+    pub fn set_reference(&mut self, now: Ms) {
+        self.reference = Some(self.reference.map_or(now, |r| r.max(now)));
+        self.future_limit = self
+            .reference_now()
+            .saturating_add(self.cfg.max_future_ms as Ms);
+    }
+
+    fn reference_now(&self) -> Ms {
+        self.reference.unwrap_or_else(wall_clock_ms)
+    }
+
+    /// The time model's rejections: `future` (beyond the reference clock by more than
+    /// `max_future`) and `too_late` (below `watermark - horizon`). [`Ingest::line_from`] and
+    /// [`Ingest::event_from`] apply it themselves; a source that still holds the record's text
+    /// for its dead letters asks first.
+    pub fn screen(&mut self, ts: Ms) -> Option<Reason> {
+        if ts > self.future_limit {
+            self.future_limit = self
+                .reference_now()
+                .saturating_add(self.cfg.max_future_ms as Ms);
+            if ts > self.future_limit {
+                return Some(Reason::Future);
+            }
+        }
+        match self.watermark() {
+            Some(w) if ts < w.saturating_sub(self.cfg.horizon_ms as Ms) => Some(Reason::TooLate),
+            _ => None,
+        }
+    }
+
+    /// Number of identities kept for dedup (lines, events).
+    pub fn identities(&self) -> (usize, usize) {
+        (self.seen_lines.map.len(), self.seen_events.map.len())
+    }
+
+    /// Retires the identities of the days wholly below the horizon.
+    fn retire(&mut self) {
+        if let Some(w) = self.watermark() {
+            let day = w
+                .saturating_sub(self.cfg.horizon_ms as Ms)
+                .div_euclid(DAY_MS);
+            self.seen_lines.retire_below(day);
+            self.seen_events.retire_below(day);
+        }
     }
 
     fn effect(&mut self, input: usize, ts: Ms) -> (u64, bool) {
@@ -264,9 +395,12 @@ impl Ingest {
 
     /// An accepted transaction line arriving on `input`, in arrival order.
     pub fn line_from(&mut self, input: usize, line: Line) -> Fate {
+        if let Some(reason) = self.screen(line.ts) {
+            return Fate::Rejected(reason);
+        }
         if !self
             .seen_lines
-            .insert(identity(&[&line.transaction_id, &line.product_id]))
+            .claim(identity(&[&line.transaction_id, &line.product_id]), line.ts)
         {
             let t = self.arrival_time(Some(line.ts));
             self.count(Source::Transactions, Reason::Duplicate, t);
@@ -288,7 +422,13 @@ impl Ingest {
 
     /// An accepted behavior event arriving on `input`, in arrival order.
     pub fn event_from(&mut self, input: usize, event: Event) -> Fate {
-        if !self.seen_events.insert(identity(&[&event.event_id])) {
+        if let Some(reason) = self.screen(event.ts) {
+            return Fate::Rejected(reason);
+        }
+        if !self
+            .seen_events
+            .claim(identity(&[&event.event_id]), event.ts)
+        {
             let t = self.arrival_time(Some(event.ts));
             self.count(Source::Behavior, Reason::Duplicate, t);
             return Fate::Duplicate;
@@ -336,7 +476,10 @@ impl Ingest {
         };
         let mut b = std::mem::replace(&mut self.batch, next);
         self.quality_at.clear();
+        self.retire();
         b.frontier = self.frontier();
+        let (lines, events) = self.identities();
+        b.identities = (lines as u64, events as u64);
         b
     }
 }
@@ -519,5 +662,117 @@ mod tests {
                 late: true
             }
         );
+    }
+
+    #[test]
+    fn future_records_are_rejected_and_never_move_the_watermark() {
+        let mut i = Ingest::new(TimeConfig::default());
+        // the wall clock: 2024 is the past, 9999 is the future
+        assert_eq!(
+            i.event(ev("poison", 253_402_300_799_000)),
+            Fate::Rejected(Reason::Future)
+        );
+        assert_eq!(
+            i.line(line("poison", "p", 253_402_300_799_000)),
+            Fate::Rejected(Reason::Future)
+        );
+        assert_eq!(i.watermark(), None);
+        let t = 1_709_166_803_000; // 2024-02-29
+        assert!(matches!(
+            i.event(ev("a", t)),
+            Fate::Accepted { late: false, .. }
+        ));
+        assert!(matches!(
+            i.line(line("t", "p", t)),
+            Fate::Accepted { late: false, .. }
+        ));
+        assert_eq!(i.watermark(), Some(t - 5_000));
+        // a rejected delivery claims no identity
+        assert_eq!(i.identities(), (1, 1));
+        // a live source's simulated clock is the reference from its first heartbeat on
+        let mut live = Ingest::new(TimeConfig::default());
+        live.clock(t);
+        let limit = t + DEFAULT_MAX_FUTURE_MS as Ms;
+        assert!(matches!(
+            live.event(ev("edge", limit)),
+            Fate::Accepted { .. }
+        ));
+        assert_eq!(
+            live.event(ev("beyond", limit + 1)),
+            Fate::Rejected(Reason::Future)
+        );
+        // a burst of them on one input holds nothing back nor moves anything
+        for k in 0..100 {
+            assert_eq!(
+                live.line(line(&format!("b{k}"), "p", limit + 1 + k)),
+                Fate::Rejected(Reason::Future)
+            );
+        }
+        assert_eq!(live.watermark(), Some(t - 5_000));
+        live.clock(t + 10_000);
+        assert!(matches!(
+            live.event(ev("beyond", limit + 1)),
+            Fate::Accepted { .. }
+        ));
+    }
+
+    #[test]
+    fn records_below_the_horizon_are_too_late_and_old_identities_are_retired() {
+        let cfg = TimeConfig {
+            horizon_ms: 2 * DAY_MS as u64,
+            ..TimeConfig::default()
+        };
+        let mut i = Ingest::new(cfg);
+        i.close(Stream::Transactions);
+        let day = |d: i64| 1_700_006_400_000 + d * DAY_MS; // a UTC midnight (2023-11-15)
+        assert!(matches!(
+            i.event(ev("d0", day(0) + 1_000)),
+            Fate::Accepted { .. }
+        ));
+        assert!(matches!(
+            i.event(ev("d1", day(1) + 1_000)),
+            Fate::Accepted { .. }
+        ));
+        let _ = i.take_batch();
+        assert_eq!(i.identities().1, 2);
+        // W = day(3) + 5 s: the horizon is day(1) + 5 s
+        assert!(matches!(
+            i.event(ev("d3", day(3) + 10_000)),
+            Fate::Accepted { .. }
+        ));
+        assert_eq!(i.watermark(), Some(day(3) + 5_000));
+        assert_eq!(
+            i.event(ev("old", day(1) + 4_999)),
+            Fate::Rejected(Reason::TooLate)
+        );
+        assert_eq!(
+            i.event(ev("edge", day(1) + 5_000)),
+            Fate::Accepted {
+                time: day(3) as u64 + 6_000,
+                late: true
+            }
+        );
+        // a second delivery older than the horizon is too_late, not a duplicate
+        assert_eq!(
+            i.event(ev("d0", day(0) + 1_000)),
+            Fate::Rejected(Reason::TooLate)
+        );
+        // within the horizon it is still a duplicate
+        assert_eq!(i.event(ev("d1", day(1) + 9_000)), Fate::Duplicate);
+        // the batch cut retires day 0 (wholly below the horizon), keeps day 1 and later
+        let b = i.take_batch();
+        assert_eq!(b.events.len(), 2);
+        assert_eq!(i.identities().1, 3);
+        // counts of the rejections: two too_late, one duplicate
+        let mut i2 = Ingest::new(cfg);
+        i2.close(Stream::Transactions);
+        for d in 0..30 {
+            for k in 0..10 {
+                i2.event(ev(&format!("{d}-{k}"), day(d) + k * 60_000));
+            }
+            let _ = i2.take_batch();
+            // about horizon + 2 days of identities, whatever the length of the run
+            assert!(i2.identities().1 <= 40, "day {d}: {}", i2.identities().1);
+        }
     }
 }

@@ -78,6 +78,10 @@ impl Feeder {
             Ok(Fate::Duplicate) => self.stats.duplicates += 1,
             Ok(Fate::Accepted { late: true, .. }) => self.stats.late += 1,
             Ok(Fate::Accepted { .. }) => {}
+            Ok(Fate::Rejected(reason)) => {
+                self.stats.rejected += 1;
+                self.ingest.rejected(stream.source(), reason, None);
+            }
             Err(rej) => {
                 self.stats.rejected += 1;
                 self.ingest.rejected(stream.source(), rej.reason, None);
@@ -102,6 +106,11 @@ impl Feeder {
     /// Lets the clock close ticks: no future record may be earlier than `now - lateness`.
     pub fn clock(&mut self, now: Ms) {
         self.ingest.clock(now);
+    }
+
+    /// Sets the reference clock of the `future` rule (see [`Ingest::set_reference`]).
+    pub fn set_reference(&mut self, now: Ms) {
+        self.ingest.set_reference(now);
     }
 
     /// Applies the table changes due below the frontier and takes the batch.
@@ -166,6 +175,8 @@ impl LiveGenerator {
     /// many, or `None` when the generator is exhausted.
     pub fn feed_due(&mut self, elapsed_ms: u64, max: usize, feeder: &mut Feeder) -> Option<usize> {
         let now = self.sim_time(elapsed_ms);
+        // the simulated clock, not the wall clock, decides what is `future`
+        feeder.set_reference(now);
         let mut n = 0;
         while n < max {
             let Some(item) = self.next.take() else {

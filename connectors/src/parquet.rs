@@ -1,7 +1,7 @@
 //! The Parquet snapshot sink (contract section 6): one view's rows at one `as_of` become
 //! `<dir>/<view>.parquet`.
 //!
-//! Column types: strings are `Utf8`, integers `Int64`, money `Decimal128(18, 2)` (exact cents),
+//! Column types: strings are `Utf8`, integers `Int64`, money `Decimal128(38, 2)` (exact cents),
 //! times `Timestamp(Millisecond, "UTC")`, ratios and numbers `Float64`, booleans `Boolean`. Rows
 //! are sorted by the view's key columns. The answer's `as_of` (integer milliseconds) is written
 //! in the file's key-value metadata and in the Arrow schema's metadata under [`AS_OF_KEY`]. A
@@ -36,10 +36,11 @@ pub const VIEW_KEY: &str = "shopdiff.view";
 /// The metadata key holding the view's key columns, comma-separated.
 pub const KEY_COLUMNS_KEY: &str = "shopdiff.key";
 
-/// Money is `DECIMAL(18, 2)`: cents must stay below `10^18` in magnitude.
-const MONEY_PRECISION: u8 = 18;
+/// Money is `DECIMAL(38, 2)` (contract 4): cents must stay below `10^38` in magnitude, which
+/// every sum of accepted input does.
+const MONEY_PRECISION: u8 = 38;
 const MONEY_SCALE: i8 = 2;
-const MONEY_LIMIT: i64 = 1_000_000_000_000_000_000;
+const MONEY_LIMIT: u128 = 100_000_000_000_000_000_000_000_000_000_000_000_000;
 
 /// Why a snapshot could not be built or written.
 #[derive(Debug, thiserror::Error)]
@@ -108,7 +109,7 @@ pub fn snapshot_path(dir: &Path, def: &ViewDef) -> PathBuf {
 
 /// Turns rows (each value in its column's order and type) into one record batch sorted by the
 /// view's key columns. A value of the wrong type, a null in a non-nullable column, money outside
-/// `DECIMAL(18, 2)` or a non-finite number is an error naming the row (its index in `rows`) and
+/// `DECIMAL(38, 2)` or a non-finite number is an error naming the row (its index in `rows`) and
 /// the column.
 pub fn rows_to_batch(def: &ViewDef, rows: &[Vec<Value>]) -> Result<RecordBatch, SinkError> {
     for (i, row) in rows.iter().enumerate() {
@@ -158,7 +159,7 @@ pub(crate) fn sort_batch(
 }
 
 /// Whether `v` fits `col` (the same rule [`rows_to_batch`] applies): its kind, a null only where
-/// the column is nullable, money within `DECIMAL(18, 2)`, ratios with the column's places,
+/// the column is nullable, money within `DECIMAL(38, 2)`, ratios with the column's places,
 /// finite numbers.
 pub fn fits(col: &Column, v: &Value) -> bool {
     match (col.kind, v) {
@@ -167,7 +168,7 @@ pub fn fits(col: &Column, v: &Value) -> bool {
         | (ColKind::Integer, Value::Int(_))
         | (ColKind::Time, Value::Time(_))
         | (ColKind::Boolean, Value::Bool(_)) => true,
-        (ColKind::Money, Value::Money(m)) => m.unsigned_abs() < MONEY_LIMIT as u64,
+        (ColKind::Money, Value::Money(m)) => m.unsigned_abs() < MONEY_LIMIT,
         (ColKind::Ratio(p), Value::Ratio(_, q)) => p == *q,
         (ColKind::Number, Value::Number(x)) => x.is_finite(),
         _ => false,
@@ -207,7 +208,7 @@ fn expected(col: &Column) -> String {
     let kind = match col.kind {
         ColKind::String => "a string".to_string(),
         ColKind::Integer => "an integer".to_string(),
-        ColKind::Money => "money that fits decimal(18,2)".to_string(),
+        ColKind::Money => "money that fits decimal(38,2)".to_string(),
         ColKind::Time => "a time".to_string(),
         ColKind::Ratio(p) => format!("a ratio with {p} places"),
         ColKind::Number => "a finite number".to_string(),
@@ -273,7 +274,7 @@ pub(crate) fn column_array(
         })?)),
         ColKind::Money => {
             let cents = values(view, c, col, rows, |v| match v {
-                Value::Money(m) if m.unsigned_abs() < MONEY_LIMIT as u64 => Some(*m as i128),
+                Value::Money(m) if m.unsigned_abs() < MONEY_LIMIT => Some(*m),
                 _ => None,
             })?;
             Arc::new(

@@ -58,10 +58,10 @@ pub struct ReplayStats {
     pub warnings: Vec<String>,
 }
 
-/// One record of an event file after validation.
+/// One record of an event file after validation, with its line number.
 enum Parsed {
-    Line(Line),
-    Event(Event),
+    Line(Line, u64),
+    Event(Event, u64),
     Rejected {
         rejection: Rejection,
         line_no: u64,
@@ -73,8 +73,8 @@ impl Parsed {
     /// The merge key: event time, or minus infinity for a rejection.
     fn key(&self) -> Ms {
         match self {
-            Parsed::Line(l) => l.ts,
-            Parsed::Event(e) => e.ts,
+            Parsed::Line(l, _) => l.ts,
+            Parsed::Event(e, _) => e.ts,
             Parsed::Rejected { .. } => Ms::MIN,
         }
     }
@@ -96,7 +96,14 @@ const CHUNK: usize = 1024;
 /// A reader thread: it ends with the file's I/O error, if any.
 type Reader = thread::JoinHandle<Result<(), FileError>>;
 
-fn spawn_reader(path: PathBuf, stream: Stream) -> Result<(Receiver<Chunk>, Reader), FileError> {
+/// Reads and validates one event file on its own thread. A record more than `max_future_ms`
+/// ahead of the wall clock is rejected here as `future` (with its text, for the dead letters),
+/// so that it neither moves the watermark nor holds its stream's place in the merge.
+fn spawn_reader(
+    path: PathBuf,
+    stream: Stream,
+    max_future_ms: u64,
+) -> Result<(Receiver<Chunk>, Reader), FileError> {
     let (tx, rx) = bounded::<Chunk>(16);
     let thread_path = path.clone();
     let handle = thread::Builder::new()
@@ -104,14 +111,32 @@ fn spawn_reader(path: PathBuf, stream: Stream) -> Result<(Receiver<Chunk>, Reade
         .spawn(move || -> Result<(), FileError> {
             let mut r = LineReader::open(&path)?;
             let mut chunk = Vec::with_capacity(CHUNK);
+            let future_after =
+                || crate::ingest::wall_clock_ms().saturating_add(max_future_ms as Ms);
+            let mut limit = future_after();
             while let Some((line_no, bytes)) = r.next_line()? {
                 let parsed = match std::str::from_utf8(bytes) {
                     Ok(text) if is_blank(text) => continue,
                     Ok(text) => {
                         let res = match stream {
-                            Stream::Transactions => parse_transaction(text).map(Parsed::Line),
-                            Stream::Behavior => parse_behavior(text).map(Parsed::Event),
+                            Stream::Transactions => {
+                                parse_transaction(text).map(|l| Parsed::Line(l, line_no))
+                            }
+                            Stream::Behavior => {
+                                parse_behavior(text).map(|e| Parsed::Event(e, line_no))
+                            }
                         };
+                        // the clock is read again only when a record looks future
+                        let res = res.and_then(|p| {
+                            if p.key() > limit {
+                                limit = future_after();
+                            }
+                            if p.key() > limit {
+                                Err(Rejection::new(Reason::Future, "timestamp"))
+                            } else {
+                                Ok(p)
+                            }
+                        });
                         res.unwrap_or_else(|rejection| Parsed::Rejected {
                             rejection,
                             line_no,
@@ -207,8 +232,9 @@ impl Replay {
         }
         .into_iter()
         .peekable();
-        let (rx_t, h_t) = spawn_reader(self.transactions.clone(), Stream::Transactions)?;
-        let (rx_b, h_b) = spawn_reader(self.behavior.clone(), Stream::Behavior)?;
+        let future = self.opts.time.max_future_ms;
+        let (rx_t, h_t) = spawn_reader(self.transactions.clone(), Stream::Transactions, future)?;
+        let (rx_b, h_b) = spawn_reader(self.behavior.clone(), Stream::Behavior, future)?;
         let mut heads = [
             Head {
                 stream: Stream::Transactions,
@@ -242,17 +268,44 @@ impl Replay {
             };
             let head = &mut heads[pick];
             let Some(rec) = head.next.take() else { break };
+            let source = head.stream.source();
             match rec {
-                Parsed::Line(l) => tally(&mut stats, ingest.line(l)),
-                Parsed::Event(e) => tally(&mut stats, ingest.event(e)),
+                // a record below the horizon is dead-lettered as it was parsed (its text is
+                // not kept past validation)
+                Parsed::Line(l, line_no) => match ingest.screen(l.ts) {
+                    Some(reason) => {
+                        stats.rejected += 1;
+                        ingest.rejected(source, reason, None);
+                        let text = serde_json::to_string(&l).unwrap_or_default();
+                        let rej = Rejection::new(reason, "timestamp");
+                        dead.write(source, rej, &head.path, line_no, &text)?;
+                    }
+                    None => {
+                        let fate = ingest.line(l);
+                        tally(&mut stats, &mut ingest, source, fate)
+                    }
+                },
+                Parsed::Event(e, line_no) => match ingest.screen(e.ts) {
+                    Some(reason) => {
+                        stats.rejected += 1;
+                        ingest.rejected(source, reason, None);
+                        let text = serde_json::to_string(&e).unwrap_or_default();
+                        let rej = Rejection::new(reason, "timestamp");
+                        dead.write(source, rej, &head.path, line_no, &text)?;
+                    }
+                    None => {
+                        let fate = ingest.event(e);
+                        tally(&mut stats, &mut ingest, source, fate)
+                    }
+                },
                 Parsed::Rejected {
                     rejection,
                     line_no,
                     text,
                 } => {
                     stats.rejected += 1;
-                    ingest.rejected(head.stream.source(), rejection.reason, None);
-                    dead.write(head.stream.source(), rejection, &head.path, line_no, &text)?;
+                    ingest.rejected(source, rejection.reason, None);
+                    dead.write(source, rejection, &head.path, line_no, &text)?;
                 }
             }
             match head.stream {
@@ -304,8 +357,13 @@ impl Replay {
     }
 }
 
-fn tally(stats: &mut ReplayStats, fate: Fate) {
+fn tally(stats: &mut ReplayStats, ingest: &mut Ingest, source: Source, fate: Fate) {
     match fate {
+        // screened just before, so not expected here; counted all the same
+        Fate::Rejected(reason) => {
+            stats.rejected += 1;
+            ingest.rejected(source, reason, None);
+        }
         Fate::Duplicate => stats.duplicates += 1,
         Fate::Accepted { late: true, .. } => stats.late += 1,
         Fate::Accepted { .. } => {}

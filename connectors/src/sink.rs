@@ -12,7 +12,7 @@
 //!
 //! A change file holds one view's changes of one UTC day of `as_of`: the view's delta columns
 //! (every column but the `as_of`-dependent ones such as `rfm.recency_days`, typed as in the
-//! snapshots of [`crate::parquet`]: money `DECIMAL(18,2)`, times UTC millisecond timestamps),
+//! snapshots of [`crate::parquet`]: money `DECIMAL(38,2)`, times UTC millisecond timestamps),
 //! then `as_of` (UTC millisecond timestamp) and `diff` (`int64`, +1 inserted, -1 retracted),
 //! sorted by `(as_of, key, diff)`; `from_as_of` and `to_as_of` are the first and last `as_of` of its
 //! rows. A view's contents at any committed `as_of = T` are the rows of its live change files

@@ -17,6 +17,9 @@ pub struct Batch {
     pub tables: Vec<(TableRow, u64, isize)>,
     /// The frontier after this batch.
     pub frontier: u64,
+    /// Identities kept for dedup after this batch (lines, events): bounded by the lateness
+    /// horizon's traffic (metrics).
+    pub identities: (u64, u64),
 }
 
 impl Batch {

@@ -27,14 +27,14 @@ fn temp_dir(name: &str) -> PathBuf {
 }
 
 const STRS: [&str; 6] = ["b", "a", "é", "Z", "z10", "z9"];
-/// Negative, zero, the largest `DECIMAL(18,2)` and odd cents.
-const CENTS: [i64; 6] = [
+/// Negative, zero, the largest `DECIMAL(38,2)`, past an `i64` and odd cents.
+const CENTS: [i128; 6] = [
     -12_345,
     0,
-    999_999_999_999_999_999,
+    10i128.pow(38) - 1,
     -1,
-    250,
-    -999_999_999_999_999_999,
+    i64::MAX as i128 * 1_000 + 7,
+    -(10i128.pow(38) - 1),
 ];
 /// Before 1970 (with milliseconds), just before the epoch, the epoch, leap day 2024.
 const TIMES: [i64; 6] = [
@@ -87,9 +87,8 @@ fn sample_rows(def: &ViewDef) -> Vec<Vec<Value>> {
 fn cmp_value(a: &Value, b: &Value) -> Ordering {
     match (a, b) {
         (Value::Str(x), Value::Str(y)) => x.as_bytes().cmp(y.as_bytes()),
-        (Value::Int(x), Value::Int(y))
-        | (Value::Money(x), Value::Money(y))
-        | (Value::Time(x), Value::Time(y)) => x.cmp(y),
+        (Value::Int(x), Value::Int(y)) | (Value::Time(x), Value::Time(y)) => x.cmp(y),
+        (Value::Money(x), Value::Money(y)) => x.cmp(y),
         _ => panic!("not a key value: {a:?} {b:?}"),
     }
 }
@@ -159,8 +158,8 @@ fn read_value(array: &dyn Array, kind: ColKind, row: usize) -> Value {
         ColKind::Integer => Value::Int(any.downcast_ref::<Int64Array>().unwrap().value(row)),
         ColKind::Money => {
             let d = any.downcast_ref::<Decimal128Array>().unwrap();
-            assert_eq!((d.precision(), d.scale()), (18, 2));
-            Value::Money(i64::try_from(d.value(row)).unwrap())
+            assert_eq!((d.precision(), d.scale()), (38, 2));
+            Value::Money(d.value(row))
         }
         ColKind::Time => Value::Time(
             any.downcast_ref::<TimestampMillisecondArray>()
@@ -216,7 +215,7 @@ fn every_view_round_trips_with_contract_types() {
             let want = match col.kind {
                 ColKind::String => DataType::Utf8,
                 ColKind::Integer => DataType::Int64,
-                ColKind::Money => DataType::Decimal128(18, 2),
+                ColKind::Money => DataType::Decimal128(38, 2),
                 ColKind::Time => DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
                 ColKind::Ratio(_) | ColKind::Number => DataType::Float64,
                 ColKind::Boolean => DataType::Boolean,
@@ -410,12 +409,12 @@ fn values_are_checked_against_their_columns() {
     null[1] = Value::Null;
     assert_eq!(bad_value(&def, &[null]).1, "customers");
 
-    // money must fit DECIMAL(18,2)
+    // money must fit DECIMAL(38,2)
     let mut big = ok("new");
-    big[2] = Value::Money(1_000_000_000_000_000_000);
+    big[2] = Value::Money(10i128.pow(38));
     assert_eq!(bad_value(&def, &[big]).1, "monetary");
     let mut big = ok("new");
-    big[2] = Value::Money(i64::MIN);
+    big[2] = Value::Money(i128::MIN);
     assert_eq!(bad_value(&def, &[big]).1, "monetary");
 
     // ratios need their column's places; numbers must be finite
@@ -513,7 +512,7 @@ fn schema_follows_the_view_definition() {
             "unmatched_lines"
         ]
     );
-    assert_eq!(s.field(6).data_type(), &DataType::Decimal128(18, 2));
+    assert_eq!(s.field(6).data_type(), &DataType::Decimal128(38, 2));
     assert!(!s.field(6).is_nullable());
     let p = arrow_schema(&rows::PRODUCT_PERFORMANCE);
     let conv = p.field_with_name("conversion").unwrap();

@@ -203,10 +203,11 @@ fn random_value(col: &rows::Column, rng: &mut ChaCha8Rng) -> Value {
         )),
         (_, ColKind::String) => Value::Str(Str::from(format!("u{}", rng.random_range(0..500)))),
         (_, ColKind::Integer) => Value::Int(rng.random_range(0..10_000)),
-        // cents, now and then negative or at the edge of DECIMAL(18,2)
+        // cents, now and then negative, past an i64 or at the edge of DECIMAL(38,2)
         (_, ColKind::Money) => Value::Money(match rng.random_range(0..20) {
             0 => -rng.random_range(0..1_000_000),
-            1 => 999_999_999_999_999_999,
+            1 => 10i128.pow(38) - 1,
+            2 => i64::MAX as i128 * 1_000,
             _ => rng.random_range(0..100_000_000),
         }),
         (_, ColKind::Time) => Value::Time((START - rng.random_range(0..90 * DAY_MS)) as i64),
@@ -345,8 +346,8 @@ fn decode(kind: ColKind, array: &dyn Array, i: usize) -> Value {
         ColKind::Integer => Value::Int(any.downcast_ref::<Int64Array>().unwrap().value(i)),
         ColKind::Money => {
             let a = any.downcast_ref::<Decimal128Array>().unwrap();
-            assert_eq!((a.precision(), a.scale()), (18, 2));
-            Value::Money(a.value(i) as i64)
+            assert_eq!((a.precision(), a.scale()), (38, 2));
+            Value::Money(a.value(i))
         }
         ColKind::Time => Value::Time(
             any.downcast_ref::<TimestampMillisecondArray>()

@@ -108,3 +108,41 @@ impl Multiply<isize> for Sums7 {
         self
     }
 }
+
+/// A sum of money in cents as a difference (`i128`: sums of accepted lines pass an `i64`,
+/// contract 4), multiplied by a collection's `isize` multiplicities.
+#[derive(
+    Debug, Default, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub struct MoneySum(pub i128);
+
+impl IsZero for MoneySum {
+    fn is_zero(&self) -> bool {
+        self.0 == 0
+    }
+}
+
+impl Semigroup for MoneySum {
+    fn plus_equals(&mut self, rhs: &Self) {
+        self.0 += rhs.0;
+    }
+}
+
+impl Monoid for MoneySum {
+    fn zero() -> Self {
+        MoneySum(0)
+    }
+}
+
+impl Abelian for MoneySum {
+    fn negate(&mut self) {
+        self.0 = -self.0;
+    }
+}
+
+impl Multiply<isize> for MoneySum {
+    type Output = MoneySum;
+    fn multiply(self, rhs: &isize) -> MoneySum {
+        MoneySum(self.0 * *rhs as i128)
+    }
+}

@@ -105,7 +105,14 @@ fn windowed_alerts<'s, L: AnyLine>(
                 // a user with no line in the window has no amount (even if retractions of
                 // lines never inserted left a sum)
                 (s.amount_lines > 0)
-                    .then(|| hit(s.net, amount.threshold, true))
+                    // shown as a number: saturated where an hour's sum passes an i64
+                    .then(|| {
+                        hit(
+                            s.net.clamp(i64::MIN as i128, i64::MAX as i128) as i64,
+                            amount.threshold,
+                            true,
+                        )
+                    })
                     .flatten(),
                 hit(s.countries.count() as i64, geo.threshold, false),
             ];
@@ -139,7 +146,8 @@ fn windowed_alerts<'s, L: AnyLine>(
 struct UserWindows {
     txs: Distinct<u64>,
     amount_lines: isize,
-    net: i64,
+    /// A line's net is up to 10^18 cents: an hour of them needs more than an `i64`.
+    net: i128,
     countries: Distinct<Str>,
 }
 
@@ -149,7 +157,7 @@ impl Fold<(Windowed, u64)> for UserWindows {
             Windowed::Tx(tx) => self.txs.add(tx, diff),
             Windowed::Net(net) => {
                 self.amount_lines += diff;
-                self.net += net * diff as i64;
+                self.net += *net as i128 * diff as i128;
             }
             Windowed::Country(c) => self.countries.add(c, diff),
         }

@@ -14,8 +14,8 @@
 //!   arrangements, no per-key set of transactions: `orders`, a distinct count, becomes a sum
 //!   of `+1 / -1` changes decided where a transaction's lines meet.
 
-use crate::common::{id_hash, AnyLine, Coll, Sums7};
-use differential_dataflow::difference::Multiply;
+use crate::common::{id_hash, AnyLine, Coll};
+use differential_dataflow::difference::{Abelian, IsZero, Monoid, Multiply, Semigroup};
 use differential_dataflow::AsCollection;
 use serde::{Deserialize, Serialize};
 use shopdiff_operators::keyed::{LeftJoin, ScanByKey, SumByKey};
@@ -43,14 +43,65 @@ pub fn dimensions(l: &Line) -> [(Dimension, Str); 8] {
     ]
 }
 
-// Positions in the summed vector.
+// Positions of the counts in [`RevSums`].
 const LINES: usize = 0;
 const ORDERS: usize = 1;
 const ITEMS: usize = 2;
-const GROSS: usize = 3;
-const DISCOUNT: usize = 4;
-const COST: usize = 5;
-const MATCHED: usize = 6;
+const MATCHED: usize = 3;
+// Positions of the money sums in [`RevSums`].
+const GROSS: usize = 0;
+const DISCOUNT: usize = 1;
+const COST: usize = 2;
+
+/// A revenue key's measures, summed together as one difference: counts in 64 bits (a line's
+/// quantity is at most 10^6), money in 128 (a line's gross is up to 10^18 cents and a cost
+/// times quantity up to 10^22, so their sums need more than an `i64`; contract 4).
+#[derive(
+    Debug, Default, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+struct RevSums {
+    counts: [i64; 4],
+    money: [i128; 3],
+}
+
+impl IsZero for RevSums {
+    fn is_zero(&self) -> bool {
+        self.counts.iter().all(|v| *v == 0) && self.money.iter().all(|v| *v == 0)
+    }
+}
+
+impl Semigroup for RevSums {
+    fn plus_equals(&mut self, rhs: &Self) {
+        for (a, b) in self.counts.iter_mut().zip(rhs.counts.iter()) {
+            *a += b;
+        }
+        for (a, b) in self.money.iter_mut().zip(rhs.money.iter()) {
+            *a += b;
+        }
+    }
+}
+
+impl Monoid for RevSums {
+    fn zero() -> Self {
+        RevSums::default()
+    }
+}
+
+impl Abelian for RevSums {
+    fn negate(&mut self) {
+        self.counts.iter_mut().for_each(|a| *a = -*a);
+        self.money.iter_mut().for_each(|a| *a = -*a);
+    }
+}
+
+impl Multiply<isize> for RevSums {
+    type Output = RevSums;
+    fn multiply(mut self, rhs: &isize) -> RevSums {
+        self.counts.iter_mut().for_each(|a| *a *= *rhs as i64);
+        self.money.iter_mut().for_each(|a| *a *= *rhs as i128);
+        self
+    }
+}
 
 /// Every line with its product's current cost: `Some(cost)` while a products row exists,
 /// `None` (an unmatched line) otherwise, each line exactly once ([`LeftJoin::left_join`]: the
@@ -128,14 +179,14 @@ fn revenue_rows<'s, L: AnyLine>(
             "RevenueOrders",
             move |_tx, keys: &mut TxKeys, (l, cost): (L, Option<i64>), d, out| {
                 let l: &Line = l.borrow();
-                let mut s = Sums7::zero();
-                s.0[LINES] = 1;
-                s.0[ITEMS] = l.quantity as isize;
-                s.0[GROSS] = l.gross() as isize;
-                s.0[DISCOUNT] = l.discount as isize;
+                let mut s = RevSums::default();
+                s.counts[LINES] = 1;
+                s.counts[ITEMS] = l.quantity;
+                s.money[GROSS] = l.gross() as i128;
+                s.money[DISCOUNT] = l.discount as i128;
                 if let Some(c) = cost {
-                    s.0[COST] = (l.quantity * c) as isize;
-                    s.0[MATCHED] = 1;
+                    s.money[COST] = l.quantity as i128 * c as i128;
+                    s.counts[MATCHED] = 1;
                 }
                 let s = s.multiply(&d);
                 for &g in grans {
@@ -144,7 +195,7 @@ fn revenue_rows<'s, L: AnyLine>(
                         let key: RevKey = (g as u8, dim, v, bucket, l.currency.clone());
                         let hash = hasher.hash_one(&key);
                         let mut m = s;
-                        m.0[ORDERS] = keys.add(hash, d);
+                        m.counts[ORDERS] = keys.add(hash, d) as i64;
                         out.push((HashedKey { hash, key }, m));
                     }
                 }
@@ -159,13 +210,13 @@ fn revenue_rows<'s, L: AnyLine>(
                 value,
                 bucket,
                 currency,
-                orders: s.0[ORDERS] as i64,
-                items: s.0[ITEMS] as i64,
-                gross: s.0[GROSS] as i64,
-                discount: s.0[DISCOUNT] as i64,
-                net: (s.0[GROSS] - s.0[DISCOUNT]) as i64,
-                cost: s.0[COST] as i64,
-                unmatched_lines: (s.0[LINES] - s.0[MATCHED]) as i64,
+                orders: s.counts[ORDERS],
+                items: s.counts[ITEMS],
+                gross: s.money[GROSS],
+                discount: s.money[DISCOUNT],
+                net: s.money[GROSS] - s.money[DISCOUNT],
+                cost: s.money[COST],
+                unmatched_lines: s.counts[LINES] - s.counts[MATCHED],
             };
             (g, row)
         })

@@ -17,11 +17,11 @@
 //! * State: the two per-user folds (hash maps, no arrangements) and the three rankings;
 //!   segments sum the rows in a hash map ([`SumByKey::sum_by_key`]).
 
-use crate::common::{id_hash, AnyLine, Coll};
+use crate::common::{id_hash, AnyLine, Coll, MoneySum};
 use serde::{Deserialize, Serialize};
 use shopdiff_operators::keyed::{Distinct, Fold, Keyed, SumByKey};
 use shopdiff_operators::rank::Ntile;
-use shopdiff_schemas::money::Cents;
+use shopdiff_schemas::money::{Cents, Sum};
 use shopdiff_schemas::records::Line;
 use shopdiff_schemas::rows::{RfmRow, SegmentRow};
 use shopdiff_schemas::time::Ms;
@@ -62,12 +62,12 @@ pub fn rfm<'s, L: AnyLine>(lines: Coll<'s, L>) -> Coll<'s, RfmRow> {
 
 /// Maintains `rfm_segments` from `rfm`.
 pub fn rfm_segments<'s>(rfm: Coll<'s, RfmRow>) -> Coll<'s, SegmentRow> {
-    rfm.explode(|r: RfmRow| Some((r.segment(), (1isize, r.monetary as isize))))
+    rfm.explode(|r: RfmRow| Some((r.segment(), (1isize, MoneySum(r.monetary)))))
         .sum_by_key()
         .map(|(segment, (n, m))| SegmentRow {
             segment,
             customers: n as i64,
-            monetary: m as Cents,
+            monetary: m.0,
         })
 }
 
@@ -103,12 +103,12 @@ struct Buyer {
     times: BTreeMap<Ms, isize>,
     txs: Distinct<u64>,
     lines: isize,
-    net: i64,
+    net: Sum,
 }
 
 impl Buyer {
     /// `(last_purchase, frequency, monetary)` while the customer has lines.
-    fn measures(&self) -> Option<(Ms, i64, Cents)> {
+    fn measures(&self) -> Option<(Ms, i64, Sum)> {
         let last = self
             .times
             .iter()
@@ -128,7 +128,7 @@ impl Fold<(Ms, u64, Cents)> for Buyer {
         }
         self.txs.add(tx, diff);
         self.lines += diff;
-        self.net += net * diff as i64;
+        self.net += *net as Sum * diff as Sum;
     }
     fn is_empty(&self) -> bool {
         self.lines == 0 && self.net == 0 && self.times.is_empty() && self.txs.is_empty()
@@ -138,7 +138,7 @@ impl Fold<(Ms, u64, Cents)> for Buyer {
 /// What meets by user to make a row: the measures and the three scores.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 enum Part {
-    Measures(Ms, i64, Cents),
+    Measures(Ms, i64, Sum),
     R(u64),
     F(u64),
     M(u64),

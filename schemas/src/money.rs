@@ -1,13 +1,29 @@
 //! Money and exact decimals (contract section 4).
 //!
 //! Every JSON number is read as the exact decimal of its text, never through a binary float,
-//! and rounded half away from zero to a fixed number of places. Money is `i64` cents.
+//! and rounded half away from zero to a fixed number of places. One record's money is `i64`
+//! cents; sums are `i128` ([`Sum`]), so no sum of accepted input can wrap (contract 4).
 
-/// Money in integer cents.
+/// Money of one record in integer cents.
 pub type Cents = i64;
 
-/// The largest magnitude of a money amount we accept, in cents (a `DECIMAL(18,2)` holds 10^16).
+/// A sum of money in cents. With the input bounds below, one line's gross is at most 10^18
+/// cents, so an `i128` holds the sum of more than 10^20 such lines exactly; Parquet shows it as
+/// `DECIMAL(38,2)`.
+pub type Sum = i128;
+
+/// The largest magnitude of a table's money value (`products.cost`) we read, in cents.
 pub const MAX_CENTS: i128 = 10_000_000_000_000_000;
+
+/// The largest `price` or `discount_applied` of a transaction line, in cents (contract 2:
+/// above it the record is `bad_value`).
+pub const MAX_RECORD_CENTS: Cents = 1_000_000_000_000;
+
+/// The largest `quantity` of a transaction line (contract 2).
+pub const MAX_QUANTITY: i64 = 1_000_000;
+
+/// The largest magnitude a money sum can show: `DECIMAL(38,2)` holds 36 integer digits.
+pub const MAX_SUM: Sum = 10i128.pow(38) - 1;
 
 /// Why a numeric text could not be read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +82,7 @@ pub fn scaled(text: &str, places: u32) -> Result<i128, NumError> {
         };
         let es = i;
         while i < b.len() && b[i].is_ascii_digit() {
+            // saturates far beyond any exponent that could matter (the shift below saturates too)
             exp = exp.saturating_mul(10).saturating_add((b[i] - b'0') as i64);
             i += 1;
         }
@@ -85,14 +102,16 @@ pub fn scaled(text: &str, places: u32) -> Result<i128, NumError> {
         return Ok(0);
     };
     let digits = &digits[first_nz..];
-    let shift = exp - frac_len + places as i64;
+    // exponents of any size (`1e99999999999999999999`) saturate instead of wrapping
+    let shift = exp.saturating_sub(frac_len).saturating_add(places as i64);
     let (keep, round_digit) = if shift >= 0 {
         (digits.len(), None)
     } else {
-        let drop = (-shift) as usize;
-        if drop > digits.len() {
+        let drop = shift.unsigned_abs();
+        if drop > digits.len() as u64 {
             return Ok(0);
         }
+        let drop = drop as usize;
         let keep = digits.len() - drop;
         (keep, Some(digits[keep]))
     };
@@ -102,14 +121,18 @@ pub fn scaled(text: &str, places: u32) -> Result<i128, NumError> {
             .checked_mul(10)
             .and_then(|v| v.checked_add(d as i128))
             .ok_or(NumError::OutOfRange)?;
-        if v > MAX_CENTS * 1_000_000 {
+        if v > MAX_SUM {
             return Err(NumError::OutOfRange);
         }
     }
     if shift > 0 {
+        // the value is nonzero here: more than 40 digits of shift exceed the bound anyway
+        if shift > 40 {
+            return Err(NumError::OutOfRange);
+        }
         for _ in 0..shift {
             v = v.checked_mul(10).ok_or(NumError::OutOfRange)?;
-            if v > MAX_CENTS * 1_000_000 {
+            if v > MAX_SUM {
                 return Err(NumError::OutOfRange);
             }
         }
@@ -129,8 +152,30 @@ pub fn parse_cents(text: &str) -> Result<Cents, NumError> {
     Ok(v as Cents)
 }
 
+/// Whether a JSON number's text is below zero exactly (before any rounding): `-0.004` is,
+/// `-0` and `-0.00e5` are not. Text that is not a number is not negative.
+pub fn is_negative(text: &str) -> bool {
+    let Some(rest) = text.strip_prefix('-') else {
+        return false;
+    };
+    rest.bytes()
+        .take_while(|c| *c != b'e' && *c != b'E')
+        .any(|c| (b'1'..=b'9').contains(&c))
+}
+
+/// Parses a JSON number's text as a sum of money in cents (half away from zero), bounded by
+/// `DECIMAL(38,2)` (query filters on money columns).
+pub fn parse_sum(text: &str) -> Result<Sum, NumError> {
+    let v = scaled(text, 2)?;
+    if v.abs() > MAX_SUM {
+        return Err(NumError::OutOfRange);
+    }
+    Ok(v)
+}
+
 /// Formats cents as a decimal with two places: `-1234` → `"-12.34"`.
-pub fn format_cents(c: Cents) -> String {
+pub fn format_cents(c: impl Into<Sum>) -> String {
+    let c: Sum = c.into();
     let sign = if c < 0 { "-" } else { "" };
     let a = c.unsigned_abs();
     format!("{sign}{}.{:02}", a / 100, a % 100)
@@ -188,6 +233,143 @@ mod tests {
         assert_eq!(parse_cents("1."), Err(NumError::NotANumber));
         assert_eq!(parse_cents(""), Err(NumError::NotANumber));
         assert_eq!(scaled("0.7995", 3), Ok(800));
+    }
+
+    #[test]
+    fn exponents_of_any_size_never_wrap() {
+        assert_eq!(
+            parse_cents("1e99999999999999999999"),
+            Err(NumError::OutOfRange)
+        );
+        assert_eq!(
+            parse_cents("-1e99999999999999999999"),
+            Err(NumError::OutOfRange)
+        );
+        assert_eq!(parse_cents("1e-99999999999999999999"), Ok(0));
+        assert_eq!(parse_cents("0e99999999999999999999"), Ok(0));
+        assert_eq!(
+            parse_cents("0.000000000000000000001e99999999999999999999"),
+            Err(NumError::OutOfRange)
+        );
+        assert_eq!(scaled("1e36", 2), Err(NumError::OutOfRange));
+        assert_eq!(
+            parse_sum("99999999999999999999999999999999999999e-2"),
+            Ok(MAX_SUM)
+        );
+        assert_eq!(parse_sum("1e36"), Err(NumError::OutOfRange));
+        assert_eq!(
+            parse_cents(&format!("1{}", "0".repeat(5000))),
+            Err(NumError::OutOfRange)
+        );
+    }
+
+    #[test]
+    fn signs_are_read_on_the_exact_decimal() {
+        for t in ["-0.004", "-1", "-0.0000001", "-1e-30", "-0.1E1", "-00.01"] {
+            assert!(is_negative(t), "{t}");
+        }
+        for t in [
+            "0",
+            "-0",
+            "-0.0",
+            "-0e5",
+            "-0.000E-3",
+            "0.004",
+            "1e-5",
+            "-",
+            "x",
+        ] {
+            assert!(!is_negative(t), "{t}");
+        }
+    }
+
+    #[test]
+    fn sums_format_beyond_64_bits() {
+        assert_eq!(format_cents(MAX_SUM), format!("{}.99", "9".repeat(36)));
+        assert_eq!(format_cents(-MAX_SUM), format!("-{}.99", "9".repeat(36)));
+        assert_eq!(format_cents(i64::MIN), "-92233720368547758.08");
+        assert_eq!(format_cents(10i128.pow(20)), "1000000000000000000.00");
+    }
+
+    /// The value of a JSON number's text as an exact big rational `n / 10^k`, rounded half
+    /// away from zero to cents with big integers: an independent reference for [`scaled`].
+    fn reference_cents(neg: bool, int: &str, frac: &str, exp: i64) -> num_bigint::BigInt {
+        use num_bigint::BigInt;
+        let digits: BigInt = format!("{int}{frac}").parse().unwrap();
+        // value = digits * 10^(exp - len(frac)); cents = value * 100
+        let e = exp - frac.len() as i64 + 2;
+        let ten = BigInt::from(10);
+        let cents = if e >= 0 {
+            digits * ten.pow(e as u32)
+        } else {
+            let d = ten.pow((-e) as u32);
+            let q = &digits / &d;
+            let r = &digits % &d;
+            if r * 2 >= d {
+                q + 1
+            } else {
+                q
+            }
+        };
+        if neg {
+            -cents
+        } else {
+            cents
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+        #[test]
+        fn parser_agrees_with_an_exact_decimal_reference(
+            neg in proptest::bool::ANY,
+            int in "(0|[1-9][0-9]{0,24})",
+            frac in proptest::option::of("[0-9]{1,20}"),
+            exp in proptest::option::of((proptest::bool::ANY, -45i64..45)),
+            upper in proptest::bool::ANY,
+        ) {
+            let mut text = String::new();
+            if neg { text.push('-'); }
+            text.push_str(&int);
+            if let Some(f) = &frac { text.push('.'); text.push_str(f); }
+            let mut e = 0;
+            if let Some((plus, x)) = exp {
+                text.push(if upper { 'E' } else { 'e' });
+                if plus && x >= 0 { text.push('+'); }
+                text.push_str(&x.to_string());
+                e = x;
+            }
+            let want = reference_cents(neg, &int, frac.as_deref().unwrap_or(""), e);
+            let bound = num_bigint::BigInt::from(MAX_SUM);
+            let got = scaled(&text, 2);
+            if want.magnitude() > bound.magnitude() {
+                proptest::prop_assert_eq!(got, Err(NumError::OutOfRange), "{}", text);
+            } else {
+                proptest::prop_assert_eq!(
+                    got.map(num_bigint::BigInt::from),
+                    Ok(want.clone()),
+                    "{}", text
+                );
+                let exact_negative = neg && format!("{int}{}", frac.as_deref().unwrap_or(""))
+                    .bytes().any(|c| c != b'0');
+                proptest::prop_assert_eq!(is_negative(&text), exact_negative, "{}", text);
+                let cents = parse_cents(&text);
+                if want.magnitude() > num_bigint::BigInt::from(MAX_CENTS).magnitude() {
+                    proptest::prop_assert_eq!(cents, Err(NumError::OutOfRange));
+                } else {
+                    proptest::prop_assert_eq!(cents.map(num_bigint::BigInt::from), Ok(want));
+                }
+            }
+        }
+
+        #[test]
+        fn parser_never_panics_on_any_text(text in "[-+0-9eE.]{0,40}|\\PC{0,40}") {
+            let _ = scaled(&text, 2);
+            let _ = scaled(&text, 6);
+            let _ = parse_cents(&text);
+            let _ = parse_sum(&text);
+            let _ = is_negative(&text);
+        }
     }
 
     #[test]

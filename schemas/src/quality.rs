@@ -58,13 +58,17 @@ pub enum Reason {
     BadValue,
     Duplicate,
     Late,
+    /// More than `max_future` ahead of the source's reference clock (contract 3).
+    Future,
+    /// Older than the lateness horizon when it arrived (contract 3).
+    TooLate,
     UnknownProduct,
     UnknownCustomer,
 }
 
 impl Reason {
     /// Every reason.
-    pub const ALL: [Reason; 10] = [
+    pub const ALL: [Reason; 12] = [
         Reason::Accepted,
         Reason::MalformedJson,
         Reason::MissingField,
@@ -73,6 +77,8 @@ impl Reason {
         Reason::BadValue,
         Reason::Duplicate,
         Reason::Late,
+        Reason::Future,
+        Reason::TooLate,
         Reason::UnknownProduct,
         Reason::UnknownCustomer,
     ];
@@ -88,6 +94,8 @@ impl Reason {
             Reason::BadValue => "bad_value",
             Reason::Duplicate => "duplicate",
             Reason::Late => "late",
+            Reason::Future => "future",
+            Reason::TooLate => "too_late",
             Reason::UnknownProduct => "unknown_product",
             Reason::UnknownCustomer => "unknown_customer",
         }

@@ -5,7 +5,7 @@
 //! `malformed_json`, `missing_field`, `bad_type`, `bad_timestamp`, `bad_value`.
 
 use crate::json::{self, as_int, as_str, kind, present, Kind};
-use crate::money::{parse_cents, Cents, NumError};
+use crate::money::{is_negative, parse_cents, Cents, NumError, MAX_QUANTITY, MAX_RECORD_CENTS};
 use crate::quality::{Reason, Rejection};
 use crate::time::{parse_rfc3339, Ms};
 use crate::Str;
@@ -192,24 +192,29 @@ pub fn parse_transaction(text: &str) -> Result<Line, Rejection> {
     };
     // 3. timestamp
     let ts = parse_rfc3339(&timestamp).ok_or(reject(Reason::BadTimestamp, "timestamp"))?;
-    // 4. values
+    // 4. values: signs on the exact decimal (`-0.004` is below zero though it rounds to 0),
+    // then the bounds (contract 2), so no accepted line's money can overflow
     let price = parse_cents(price_raw.get()).map_err(|e| num_err(e, "price"))?;
-    if price < 0 {
+    if is_negative(price_raw.get()) || price > MAX_RECORD_CENTS {
         return Err(reject(Reason::BadValue, "price"));
     }
     let quantity = quantity.ok_or(reject(Reason::BadValue, "quantity"))?;
-    if quantity < 1 {
+    if !(1..=MAX_QUANTITY).contains(&quantity) {
         return Err(reject(Reason::BadValue, "quantity"));
     }
-    let gross = (price as i128) * (quantity as i128);
-    if gross > crate::money::MAX_CENTS {
-        return Err(reject(Reason::BadValue, "quantity"));
-    }
+    // at most 10^12 * 10^6 = 10^18 cents: an i64
+    let gross = price * quantity;
     let discount = match discount_raw {
-        Some(r) => parse_cents(r.get()).map_err(|e| num_err(e, "discount_applied"))?,
+        Some(r) => {
+            let d = parse_cents(r.get()).map_err(|e| num_err(e, "discount_applied"))?;
+            if is_negative(r.get()) || d > MAX_RECORD_CENTS {
+                return Err(reject(Reason::BadValue, "discount_applied"));
+            }
+            d
+        }
         None => 0,
     };
-    if discount < 0 || discount as i128 > gross {
+    if discount > gross {
         return Err(reject(Reason::BadValue, "discount_applied"));
     }
     if currency.len() != 3 || !currency.bytes().all(|c| c.is_ascii_uppercase()) {

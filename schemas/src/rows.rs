@@ -5,7 +5,7 @@
 //! never maintained state. A [`ViewDef`] names a view, its columns and its primary key (always
 //! the first `key_len` columns).
 
-use crate::money::{ratio_scaled, Cents};
+use crate::money::{ratio_scaled, Sum};
 use crate::quality::{Reason, Source};
 use crate::tables::RISK_SCALE;
 use crate::time::{Ms, DAY_MS};
@@ -19,7 +19,7 @@ use std::hash::Hash;
 pub enum ColKind {
     String,
     Integer,
-    /// `DECIMAL(18,2)`, a string with two decimals in JSON.
+    /// `DECIMAL(38,2)`, a string with two decimals in JSON.
     Money,
     /// A UTC millisecond timestamp, an RFC 3339 string in JSON.
     Time,
@@ -98,7 +98,8 @@ pub enum Value {
     Null,
     Str(Str),
     Int(i64),
-    Money(Cents),
+    /// Cents; sums need more than 64 bits (contract 4).
+    Money(Sum),
     Time(Ms),
     /// A ratio as an integer scaled by `10^places`.
     Ratio(i64, u32),
@@ -210,7 +211,7 @@ pub struct RfmRow {
     pub user_id: Str,
     pub last_purchase: Ms,
     pub frequency: i64,
-    pub monetary: Cents,
+    pub monetary: Sum,
     pub r_score: u8,
     pub f_score: u8,
     pub m_score: u8,
@@ -258,7 +259,7 @@ pub const RFM_SEGMENTS: ViewDef = ViewDef {
 pub struct SegmentRow {
     pub segment: Segment,
     pub customers: i64,
-    pub monetary: Cents,
+    pub monetary: Sum,
 }
 
 impl Row for SegmentRow {
@@ -381,10 +382,10 @@ pub struct RevenueRow {
     pub currency: Str,
     pub orders: i64,
     pub items: i64,
-    pub gross: Cents,
-    pub discount: Cents,
-    pub net: Cents,
-    pub cost: Cents,
+    pub gross: Sum,
+    pub discount: Sum,
+    pub net: Sum,
+    pub cost: Sum,
     pub unmatched_lines: i64,
 }
 

@@ -48,6 +48,14 @@ pub struct EngineArgs {
     /// Allowed lateness in milliseconds.
     #[arg(long, default_value_t = 5000)]
     pub lateness_ms: u64,
+    /// A record more than this many milliseconds ahead of the wall clock is rejected as
+    /// `future` (default 1 hour).
+    #[arg(long, default_value_t = shopdiff_connectors::ingest::DEFAULT_MAX_FUTURE_MS)]
+    pub max_future_ms: u64,
+    /// Lateness horizon in milliseconds: a record older than `watermark - horizon` is rejected
+    /// as `too_late`, and state below it is retired (default 7 days).
+    #[arg(long, default_value_t = shopdiff_connectors::ingest::DEFAULT_HORIZON_MS)]
+    pub horizon_ms: u64,
     /// Records per input batch (each batch advances the frontier once).
     #[arg(long, default_value_t = 20_000)]
     pub batch: usize,
@@ -226,6 +234,14 @@ pub struct RunArgs {
     /// Allowed lateness in milliseconds (default 5000).
     #[arg(long)]
     pub lateness_ms: Option<u64>,
+    /// A record more than this many milliseconds ahead of its source's reference clock (the
+    /// wall clock; the simulated clock for the live generator) is `future` (default 3600000).
+    #[arg(long)]
+    pub max_future_ms: Option<u64>,
+    /// Lateness horizon in milliseconds: older records are `too_late`, and state below it is
+    /// retired (default 604800000, 7 days).
+    #[arg(long)]
+    pub horizon_ms: Option<u64>,
     /// Replay and Kafka: records per batch at most (default 20000).
     #[arg(long)]
     pub batch: Option<usize>,
@@ -295,6 +311,8 @@ struct RunFile {
     records: Option<u64>,
     tick_ms: Option<u64>,
     lateness_ms: Option<u64>,
+    max_future_ms: Option<u64>,
+    horizon_ms: Option<u64>,
     batch: Option<usize>,
     flush_ms: Option<u64>,
     fraud_config: Option<PathBuf>,
@@ -358,6 +376,8 @@ fn merge_run_file(a: &RunArgs) -> anyhow::Result<RunArgs> {
         records: a.records.or(f.records),
         tick_ms: a.tick_ms.or(f.tick_ms),
         lateness_ms: a.lateness_ms.or(f.lateness_ms),
+        max_future_ms: a.max_future_ms.or(f.max_future_ms),
+        horizon_ms: a.horizon_ms.or(f.horizon_ms),
         batch: a.batch.or(f.batch),
         flush_ms: a.flush_ms.or(f.flush_ms),
         fraud_config: a.fraud_config.clone().or(f.fraud_config),
@@ -430,9 +450,12 @@ pub fn run_config(a: &RunArgs) -> anyhow::Result<crate::live::RunConfig> {
         );
     };
     let tick_ms = a.tick_ms.unwrap_or(1000).max(1);
+    let defaults = TimeConfig::default();
     let time = TimeConfig {
         tick_ms,
-        lateness_ms: a.lateness_ms.unwrap_or(5000),
+        lateness_ms: a.lateness_ms.unwrap_or(defaults.lateness_ms),
+        max_future_ms: a.max_future_ms.unwrap_or(defaults.max_future_ms),
+        horizon_ms: a.horizon_ms.unwrap_or(defaults.horizon_ms),
     };
     let views = ViewsConfig {
         tick_ms,
@@ -588,6 +611,8 @@ fn time_config(e: &EngineArgs) -> TimeConfig {
     TimeConfig {
         tick_ms: e.tick_ms.max(1),
         lateness_ms: e.lateness_ms,
+        max_future_ms: e.max_future_ms,
+        horizon_ms: e.horizon_ms,
     }
 }
 

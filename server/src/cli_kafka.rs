@@ -152,6 +152,8 @@ pub fn consume_cmd(a: &ConsumeArgs) -> anyhow::Result<()> {
     source.time = TimeConfig {
         tick_ms: tick,
         lateness_ms: a.engine.lateness_ms,
+        max_future_ms: a.engine.max_future_ms,
+        horizon_ms: a.engine.horizon_ms,
     };
     source.tables_dir = a.tables.clone();
     source.alerts_topic = a.alerts.then(|| FRAUD_ALERTS_TOPIC.to_string());

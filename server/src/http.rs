@@ -128,7 +128,7 @@ fn kind_name(k: ColKind) -> String {
     match k {
         ColKind::String => "string".into(),
         ColKind::Integer => "integer".into(),
-        ColKind::Money => "decimal(18,2)".into(),
+        ColKind::Money => "decimal(38,2)".into(),
         ColKind::Time => "timestamp".into(),
         ColKind::Ratio(p) => format!("ratio({p})"),
         ColKind::Number => "number".into(),

@@ -35,6 +35,8 @@ pub struct Metrics {
     batches: AtomicU64,
     requests: Mutex<BTreeMap<(&'static str, u16), Histogram>>,
     sse_dropped: AtomicU64,
+    /// Identities kept for dedup (lines, events), as of the last batch.
+    identities: [AtomicU64; 2],
 }
 
 /// One metric with a sample per view (`{view="name"}`), with its `HELP` line unless `help` is
@@ -80,6 +82,11 @@ impl Metrics {
     /// Counts a batch handed to the engine.
     pub fn batch(&self, b: &Batch) {
         self.batches.fetch_add(1, Ordering::Relaxed);
+        // a batch made without an event source (table changes alone) knows no identities
+        if b.identities != (0, 0) {
+            self.identities[0].store(b.identities.0, Ordering::Relaxed);
+            self.identities[1].store(b.identities.1, Ordering::Relaxed);
+        }
         {
             let mut a = self.accepted.lock().unwrap_or_else(|e| e.into_inner());
             *a.entry("transactions").or_insert(0) += b.lines.len() as u64;
@@ -148,6 +155,15 @@ impl Metrics {
                 o,
                 "shopdiff_records_rejected_total{{source=\"{s}\",reason=\"{r}\"}} {n}"
             );
+        }
+        let _ = writeln!(
+            o,
+            "# HELP shopdiff_dedup_identities Identities kept for dedup, per source: those older than the lateness horizon are retired."
+        );
+        let _ = writeln!(o, "# TYPE shopdiff_dedup_identities gauge");
+        for (i, s) in ["transactions", "behavior"].iter().enumerate() {
+            let n = self.identities[i].load(Ordering::Relaxed);
+            let _ = writeln!(o, "shopdiff_dedup_identities{{source=\"{s}\"}} {n}");
         }
         let _ = writeln!(o, "# TYPE shopdiff_batches_total counter");
         let _ = writeln!(

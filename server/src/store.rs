@@ -31,6 +31,12 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// A money value as a key's integer. No view keys on money; were one to, sums beyond an
+/// `i64` (10^16 units) would share the extreme key.
+fn money_key(c: shopdiff_schemas::money::Sum) -> i64 {
+    c.clamp(i64::MIN as i128, i64::MAX as i128) as i64
+}
+
 /// One value of a primary key, ordered as the column's type orders.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum KeyVal {
@@ -45,7 +51,8 @@ impl KeyVal {
         match v {
             Value::Null => KeyVal::Null,
             Value::Bool(b) => KeyVal::Bool(*b),
-            Value::Int(i) | Value::Money(i) | Value::Time(i) => KeyVal::Int(*i),
+            Value::Int(i) | Value::Time(i) => KeyVal::Int(*i),
+            Value::Money(c) => KeyVal::Int(money_key(*c)),
             Value::Ratio(i, _) => KeyVal::Int(*i),
             Value::Number(n) => KeyVal::Int(n.to_bits() as i64),
             Value::Str(s) => KeyVal::Str(s.clone()),
@@ -60,8 +67,8 @@ impl KeyVal {
                 .parse::<i64>()
                 .map(KeyVal::Int)
                 .map_err(|_| format!("`{text}` is not an integer")),
-            ColKind::Money => shopdiff_schemas::money::parse_cents(text)
-                .map(KeyVal::Int)
+            ColKind::Money => shopdiff_schemas::money::parse_sum(text)
+                .map(|c| KeyVal::Int(money_key(c)))
                 .map_err(|e| format!("`{text}` is not an amount: {e:?}")),
             ColKind::Time => shopdiff_schemas::time::parse_rfc3339(text)
                 .map(KeyVal::Int)
@@ -289,9 +296,8 @@ fn key_of<R: Row>(def: &ViewDef, r: &R, out: &mut Vec<u8>) {
         match v {
             Value::Null => enc_null(out),
             Value::Bool(b) => enc_bool(out, *b),
-            Value::Int(i) | Value::Money(i) | Value::Time(i) | Value::Ratio(i, _) => {
-                enc_int(out, *i)
-            }
+            Value::Int(i) | Value::Time(i) | Value::Ratio(i, _) => enc_int(out, *i),
+            Value::Money(c) => enc_int(out, money_key(*c)),
             Value::Number(n) => enc_int(out, n.to_bits() as i64),
             Value::Str(s) => enc_str(out, s),
         }
@@ -1563,7 +1569,7 @@ mod tests {
         SegmentRow {
             segment,
             customers,
-            monetary: customers * 100,
+            monetary: customers as i128 * 100,
         }
     }
 

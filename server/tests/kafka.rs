@@ -176,6 +176,8 @@ fn replay_snapshot(dir: &Path) -> Snapshot {
         workers: 2,
         tick_ms: 1000,
         lateness_ms: 5000,
+        max_future_ms: shopdiff_connectors::ingest::DEFAULT_MAX_FUTURE_MS,
+        horizon_ms: shopdiff_connectors::ingest::DEFAULT_HORIZON_MS,
         batch: 20_000,
         fraud_config: None,
     };
@@ -639,6 +641,8 @@ fn shopdiff_run_kafka_serves_the_replay_with_dead_letters_and_alerts() {
         workers: 2,
         tick_ms: 1000,
         lateness_ms: 5000,
+        max_future_ms: shopdiff_connectors::ingest::DEFAULT_MAX_FUTURE_MS,
+        horizon_ms: shopdiff_connectors::ingest::DEFAULT_HORIZON_MS,
         batch: 20_000,
         fraud_config: None,
     };

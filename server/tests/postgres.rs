@@ -202,6 +202,8 @@ fn snapshot_plus_stream_gives_the_views_of_the_replay() {
         workers: 2,
         tick_ms: 1000,
         lateness_ms: 5000,
+        max_future_ms: shopdiff_connectors::ingest::DEFAULT_MAX_FUTURE_MS,
+        horizon_ms: shopdiff_connectors::ingest::DEFAULT_HORIZON_MS,
         batch: 400,
         fraud_config: None,
     };
@@ -867,6 +869,8 @@ fn a_cluster_reads_the_slot_once_and_serves_the_views_of_one_process() {
         workers: 2,
         tick_ms: 1000,
         lateness_ms: 5000,
+        max_future_ms: shopdiff_connectors::ingest::DEFAULT_MAX_FUTURE_MS,
+        horizon_ms: shopdiff_connectors::ingest::DEFAULT_HORIZON_MS,
         batch: 400,
         fraud_config: None,
     };

@@ -120,7 +120,8 @@ fn served_segments(s: &Served) -> BTreeMap<String, i64> {
                 .iter()
                 .map(|v| match v {
                     Value::Str(s) => s.to_string(),
-                    Value::Int(i) | Value::Money(i) => i.to_string(),
+                    Value::Int(i) => i.to_string(),
+                    Value::Money(c) => c.to_string(),
                     other => format!("{other:?}"),
                 })
                 .collect();

@@ -18,7 +18,7 @@ fn row(user: u64, purchases: i64) -> RfmRow {
         user_id: Str::from(format!("u{user:07}")),
         last_purchase: 1_700_000_000_000 + purchases * 1000,
         frequency: purchases,
-        monetary: purchases * 2599,
+        monetary: purchases as i128 * 2599,
         r_score: (user % 5 + 1) as u8,
         f_score: (purchases % 5 + 1) as u8,
         m_score: ((user / 7) % 5 + 1) as u8,

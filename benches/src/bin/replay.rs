@@ -63,6 +63,8 @@ fn main() -> anyhow::Result<()> {
         workers,
         tick_ms: 1000,
         lateness_ms: 5000,
+        max_future_ms: shopdiff_connectors::ingest::DEFAULT_MAX_FUTURE_MS,
+        horizon_ms: shopdiff_connectors::ingest::DEFAULT_HORIZON_MS,
         batch: 50_000,
         fraud_config: None,
     };

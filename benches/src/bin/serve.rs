@@ -93,7 +93,7 @@ fn row(i: u64, version: u64) -> RfmRow {
         user_id: format!("U{i:07}").into(),
         last_purchase: 1_719_792_000_000 + (h % 10_000_000_000) as i64,
         frequency: (h % 40) as i64 + 1,
-        monetary: (h % 10_000_000) as i64,
+        monetary: (h % 10_000_000) as i128,
         r_score: (h % 5) as u8 + 1,
         f_score: ((h >> 8) % 5) as u8 + 1,
         m_score: ((h >> 16) % 5) as u8 + 1,
@@ -239,6 +239,7 @@ fn freshness(args: &[String]) -> anyhow::Result<()> {
     let mut feeder = Feeder::new(TimeConfig {
         tick_ms: tick,
         lateness_ms: 0,
+        ..TimeConfig::default()
     });
     let mut live =
         LiveGenerator::new(&gen, speed, true, &mut feeder).map_err(anyhow::Error::msg)?;

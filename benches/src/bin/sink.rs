@@ -38,7 +38,7 @@ fn row(def: &ViewDef, n: u64, v: u64) -> Vec<Value> {
                     Value::Str(Str::from(["USD", "EUR", "loyal", "new"][(x % 4) as usize]))
                 }
                 ColKind::Integer => Value::Int((x % 10_000) as i64),
-                ColKind::Money => Value::Money((x % 10_000_000) as i64),
+                ColKind::Money => Value::Money((x % 10_000_000) as i128),
                 ColKind::Time => Value::Time((START - (x % 720) * 3_600_000) as i64),
                 ColKind::Ratio(p) => Value::Ratio((x % 10_000) as i64, p),
                 ColKind::Number => Value::Number((x % 100_000) as f64 / 4.0),

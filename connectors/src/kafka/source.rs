@@ -638,6 +638,8 @@ impl KafkaSource {
                 self.stats.duplicates += 1;
                 self.ingest.arrival_time(Some(ts))
             }
+            // counted and dead-lettered by the caller like any rejection
+            Fate::Rejected(reason) => return Err(Rejection::new(reason, "timestamp")),
         })
     }
 

@@ -16,7 +16,7 @@
 
 use super::Visible;
 use crate::config::FraudConfig;
-use shopdiff_schemas::money::Cents;
+use shopdiff_schemas::money::Sum;
 use shopdiff_schemas::rows::{AlertRow, Rule};
 use shopdiff_schemas::tables::RISK_SCALE;
 use shopdiff_schemas::Str;
@@ -59,11 +59,13 @@ fn velocity(v: &Visible, cfg: &FraudConfig, out: &mut Vec<AlertRow>) {
 
 fn amount(v: &Visible, cfg: &FraudConfig, out: &mut Vec<AlertRow>) {
     let rule = cfg.amount;
-    let mut net: BTreeMap<&Str, Cents> = BTreeMap::new();
+    let mut net: BTreeMap<&Str, Sum> = BTreeMap::new();
     for l in v.window_lines(rule.window_ms) {
-        *net.entry(&l.user_id).or_default() += l.net();
+        *net.entry(&l.user_id).or_default() += l.net() as Sum;
     }
     for (user, measure) in net {
+        // the measure is shown as a number: saturated where an hour's sum passes an i64
+        let measure = measure.clamp(i64::MIN as Sum, i64::MAX as Sum) as i64;
         if measure > rule.threshold {
             out.push(alert(Rule::Amount, user, user, measure, rule.threshold));
         }

@@ -3,7 +3,7 @@
 //! product has a row at `as_of`) and `unmatched_lines` (lines whose product has none).
 
 use super::{Granularity, Visible};
-use shopdiff_schemas::money::Cents;
+use shopdiff_schemas::money::Sum;
 use shopdiff_schemas::records::Line;
 use shopdiff_schemas::rows::{Dimension, RevenueRow};
 use shopdiff_schemas::time::Ms;
@@ -29,10 +29,10 @@ pub fn dimension_value(line: &Line, d: Dimension) -> &Str {
 struct Acc<'a> {
     transactions: BTreeSet<&'a str>,
     items: i64,
-    gross: Cents,
-    discount: Cents,
-    net: Cents,
-    cost: Cents,
+    gross: Sum,
+    discount: Sum,
+    net: Sum,
+    cost: Sum,
     unmatched_lines: i64,
 }
 
@@ -47,11 +47,11 @@ pub fn batch_revenue(v: &Visible, granularity: Granularity) -> Vec<RevenueRow> {
             let acc = groups.entry(key).or_default();
             acc.transactions.insert(&line.transaction_id);
             acc.items += line.quantity;
-            acc.gross += line.gross();
-            acc.discount += line.discount;
-            acc.net += line.net();
+            acc.gross += line.gross() as Sum;
+            acc.discount += line.discount as Sum;
+            acc.net += line.net() as Sum;
             match product {
-                Some(p) => acc.cost += line.quantity * p.cost,
+                Some(p) => acc.cost += line.quantity as Sum * p.cost as Sum,
                 None => acc.unmatched_lines += 1,
             }
         }

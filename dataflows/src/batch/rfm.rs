@@ -5,7 +5,7 @@
 //! scores `floor(5 r / n) + 1`, in exact integers.
 
 use super::Visible;
-use shopdiff_schemas::money::Cents;
+use shopdiff_schemas::money::Sum;
 use shopdiff_schemas::rows::{RfmRow, Segment, SegmentRow};
 use shopdiff_schemas::time::Ms;
 use shopdiff_schemas::Str;
@@ -32,7 +32,7 @@ fn scores<M: Ord + Copy>(metrics: &[(M, &Str)]) -> BTreeMap<Str, u8> {
 struct Acc<'a> {
     last_purchase: Ms,
     transactions: BTreeSet<&'a str>,
-    monetary: Cents,
+    monetary: Sum,
 }
 
 /// `rfm` at `v.as_of`, sorted by `user_id`.
@@ -46,14 +46,14 @@ pub fn batch_rfm(v: &Visible) -> Vec<RfmRow> {
         });
         acc.last_purchase = acc.last_purchase.max(line.ts);
         acc.transactions.insert(&line.transaction_id);
-        acc.monetary += line.net();
+        acc.monetary += line.net() as Sum;
     }
     let recency: Vec<(Ms, &Str)> = users.iter().map(|(u, a)| (a.last_purchase, *u)).collect();
     let frequency: Vec<(usize, &Str)> = users
         .iter()
         .map(|(u, a)| (a.transactions.len(), *u))
         .collect();
-    let monetary: Vec<(Cents, &Str)> = users.iter().map(|(u, a)| (a.monetary, *u)).collect();
+    let monetary: Vec<(Sum, &Str)> = users.iter().map(|(u, a)| (a.monetary, *u)).collect();
     let (r, f, m) = (scores(&recency), scores(&frequency), scores(&monetary));
     users
         .iter()
@@ -71,7 +71,7 @@ pub fn batch_rfm(v: &Visible) -> Vec<RfmRow> {
 
 /// `rfm_segments` at `v.as_of`: customers and summed monetary per segment that has customers.
 pub fn batch_rfm_segments(v: &Visible) -> Vec<SegmentRow> {
-    let mut segments: BTreeMap<Segment, (i64, Cents)> = BTreeMap::new();
+    let mut segments: BTreeMap<Segment, (i64, Sum)> = BTreeMap::new();
     for row in batch_rfm(v) {
         let s = segments.entry(row.segment()).or_default();
         s.0 += 1;

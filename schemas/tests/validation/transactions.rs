@@ -297,17 +297,28 @@ fn value_rules() {
     let with = |changes: &[(&str, Option<&str>)]| set_all(TX, changes);
     rejects(&with(&[("price", Some("-0.01"))]), BadValue, "price");
     rejects(&with(&[("price", Some("-53.0"))]), BadValue, "price");
-    // money is cents as soon as it is read: -0.004 is 0 cents, -0.005 is -1 cent
+    // signs are checked on the exact decimal, before rounding: -0.004 is below zero
     rejects(&with(&[("price", Some("-0.005"))]), BadValue, "price");
-    let zero = ok(&with(&[
-        ("price", Some("-0.004")),
-        ("discount_applied", None),
-    ]));
-    assert_eq!(zero.price, 0);
-    assert_eq!(
-        ok(&with(&[("discount_applied", Some("-0.004"))])).discount,
-        0
+    rejects(
+        &with(&[("price", Some("-0.004")), ("discount_applied", None)]),
+        BadValue,
+        "price",
     );
+    rejects(
+        &with(&[("discount_applied", Some("-0.004"))]),
+        BadValue,
+        "discount_applied",
+    );
+    rejects(
+        &with(&[("discount_applied", None), ("price", Some("-1e-30"))]),
+        BadValue,
+        "price",
+    );
+    // minus zero is zero
+    for z in ["-0", "-0.0", "-0e5", "-0.000E-3"] {
+        let l = ok(&with(&[("price", Some(z)), ("discount_applied", Some(z))]));
+        assert_eq!((l.price, l.discount), (0, 0), "{z}");
+    }
     let free = ok(&with(&[
         ("price", Some("0")),
         ("discount_applied", Some("0")),
@@ -340,6 +351,57 @@ fn value_rules() {
     for cur in ["usd", "Usd", "US", "USDT", "U$D", "US1", "", " USD", "ÜSD"] {
         rejects(&with(&[("currency", Some(&q(cur)))]), BadValue, "currency");
     }
+}
+
+#[test]
+fn money_and_quantity_bounds_in_any_notation() {
+    let with = |changes: &[(&str, Option<&str>)]| set_all(TX, changes);
+    // (a huge exponent last: `set` parses the record it changes)
+    let price = |p: &str| with(&[("discount_applied", None), ("price", Some(p))]);
+    // up to 10^12 cents (10^10 units of money) is accepted, above it is bad_value
+    assert_eq!(ok(&price("10000000000")).price, 1_000_000_000_000);
+    assert_eq!(ok(&price("1e10")).price, 1_000_000_000_000);
+    assert_eq!(ok(&price("10000000000.004")).price, 1_000_000_000_000);
+    for big in [
+        "10000000000.01",
+        "10000000000.005",
+        "1e11",
+        "1000000000000000000000",
+        "1e30",
+        "1E+30",
+        "100000000000000",
+        "1e99999999999999999999",
+        "1.0e400",
+    ] {
+        rejects(&price(big), BadValue, "price");
+    }
+    // tiny and huge negative exponents round to zero cents
+    assert_eq!(ok(&price("1e-99999999999999999999")).price, 0);
+    assert_eq!(ok(&price("5e-3")).price, 1);
+    // discounts have the same bound (and stay below the line total)
+    let disc = |q: &str, d: &str| {
+        with(&[
+            ("price", Some("10000000000")),
+            ("quantity", Some(q)),
+            ("discount_applied", Some(d)),
+        ])
+    };
+    assert_eq!(ok(&disc("5", "1e10")).discount, 1_000_000_000_000);
+    rejects(&disc("5", "1e11"), BadValue, "discount_applied");
+    rejects(
+        &disc("5", "1e99999999999999999999"),
+        BadValue,
+        "discount_applied",
+    );
+    // quantity up to 10^6
+    let q = |q: &str| with(&[("discount_applied", None), ("quantity", Some(q))]);
+    assert_eq!(ok(&q("1000000")).quantity, 1_000_000);
+    rejects(&q("1000001"), BadValue, "quantity");
+    rejects(&q("99999999999999999999999"), BadValue, "quantity");
+    rejects(&q("-99999999999999999999999"), BadValue, "quantity");
+    // the largest line: 10^12 cents times 10^6, exact in an i64
+    let l = ok(&disc("1000000", "0"));
+    assert_eq!(l.gross(), 1_000_000_000_000_000_000);
 }
 
 #[test]
