@@ -102,7 +102,36 @@ impl Default for GenConfig {
     }
 }
 
+/// Event records per customer and day of a mid-size shop's month (100,000 customers, 30 days:
+/// about 4.7 million records), the default of [`GenConfig::for_days`].
+pub const RECORDS_PER_CUSTOMER_DAY: f64 = 1.57;
+
 impl GenConfig {
+    /// The volume that spreads `records` event records over `days` simulated days from
+    /// `start`, following the seed's hourly profile (business hours, weekends, holidays).
+    pub fn volume_for_days(start: Ms, days: f64, records: u64) -> f64 {
+        let hours = (days * 24.0).ceil().max(1.0) as i64;
+        let hour = shopdiff_schemas::time::HOUR_MS;
+        // behavior events at volume 1, plus about one transaction line per ten of them
+        let at_one: f64 = (0..hours)
+            .map(|h| season::events_per_hour(start + h * hour))
+            .sum::<f64>()
+            * 1.1
+            * (days * 24.0 / hours as f64);
+        (records as f64 / at_one).clamp(1e-6, 1000.0)
+    }
+
+    /// This config stretched over `days` simulated days: `records` (default
+    /// [`RECORDS_PER_CUSTOMER_DAY`] per customer and day) at the volume that fills them.
+    pub fn for_days(mut self, days: f64, records: Option<u64>) -> GenConfig {
+        let records = records
+            .unwrap_or((self.users as f64 * RECORDS_PER_CUSTOMER_DAY * days) as u64)
+            .max(1);
+        self.records = records;
+        self.volume = GenConfig::volume_for_days(self.start, days, records);
+        self
+    }
+
     /// Checks the ranges of every field.
     pub fn validate(&self) -> Result<(), GenError> {
         let bad = |m: String| Err(GenError::Config(m));

@@ -23,6 +23,36 @@ pub struct Batch {
 }
 
 impl Batch {
+    /// Moves every update below this batch's frontier to the batch's `as_of`
+    /// (`frontier - tick`), given the previous batch's frontier `prev`; updates at or past
+    /// the frontier keep their time. At that `as_of` and every later batch's, views computed
+    /// from the moved updates equal those computed from the original ones, since each
+    /// record's window bounds come from its own timestamp (see `server::Engine::feed`). A
+    /// batch whose frontier does not move past `prev` is left as it is.
+    ///
+    /// `exact`, an `as_of` that must stay exact although it may fall inside the batch (a
+    /// restarted sink's committed one): updates at or before it move to it instead, so the
+    /// views' history holds their state at that `as_of` too.
+    pub fn compute_at_as_of(&mut self, prev: u64, tick: u64, exact: Option<u64>) {
+        if self.frontier <= prev || self.frontier < tick {
+            return;
+        }
+        let (frontier, at) = (self.frontier, self.frontier - tick);
+        let split = exact.filter(|&e| e + tick >= prev && e < at);
+        let c = |t: &mut u64| {
+            if *t < frontier {
+                *t = match split {
+                    Some(e) if *t <= e => e,
+                    _ => (*t).max(at),
+                }
+            }
+        };
+        self.lines.iter_mut().for_each(|x| c(&mut x.1));
+        self.events.iter_mut().for_each(|x| c(&mut x.1));
+        self.quality.iter_mut().for_each(|x| c(&mut x.2));
+        self.tables.iter_mut().for_each(|x| c(&mut x.1));
+    }
+
     /// Number of updates.
     pub fn len(&self) -> usize {
         self.lines.len() + self.events.len() + self.quality.len() + self.tables.len()

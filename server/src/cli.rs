@@ -98,9 +98,17 @@ pub struct GenerateArgs {
     /// Random seed (the same seed gives the same files).
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
-    /// Event records to generate (transactions and behavior together).
-    #[arg(long, default_value_t = 1_000_000)]
-    pub records: u64,
+    /// Event records to generate (transactions and behavior together; default 1,000,000, or
+    /// 1.57 per customer and day with `--days`).
+    #[arg(long)]
+    pub records: Option<u64>,
+    /// Simulated days the records span (a shop's month: `--users 100000 --products 5000
+    /// --days 30`, about 4.7 million records); without it the seed's full hourly volumes.
+    #[arg(long)]
+    pub days: Option<f64>,
+    /// Multiplier on the seed's hourly volumes (default 1; set from `--days` when given).
+    #[arg(long)]
+    pub volume: Option<f64>,
     /// Users in the customer base.
     #[arg(long, default_value_t = 10_000)]
     pub users: usize,
@@ -655,6 +663,7 @@ pub fn replay_dir_in(
     // updates (the live engine keeps an hour), which was most of a long replay's memory.
     let eng = Engine::start_with(
         &EngineConfig {
+            fine_ticks: false,
             cluster,
             workers: engine.workers,
             views,
@@ -746,30 +755,53 @@ pub fn write_snapshots(stores: &Stores, out: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn gen_config(a: &GenerateArgs) -> GenConfig {
-    GenConfig {
+fn gen_config(a: &GenerateArgs) -> anyhow::Result<GenConfig> {
+    let base = GenConfig {
         seed: a.seed,
         users: a.users,
         products: a.products,
-        records: a.records,
+        records: a.records.unwrap_or(1_000_000),
+        volume: a.volume.unwrap_or(1.0),
         anomaly_rate: a.anomaly_rate,
         bad_rate: a.bad_rate,
         duplicate_rate: a.duplicate_rate,
         late_rate: a.late_rate,
         ..GenConfig::default()
-    }
+    };
+    let cfg = match a.days {
+        Some(d) if !(d > 0.0 && d <= 3650.0) => {
+            anyhow::bail!("--days {d} is outside (0, 3650]")
+        }
+        Some(_) if a.volume.is_some() => {
+            anyhow::bail!("--days sets the volume: give --days or --volume, not both")
+        }
+        Some(d) => base.for_days(d, a.records),
+        None => base,
+    };
+    cfg.validate()
+        .map_err(|e| anyhow::anyhow!("generator settings: {e}"))?;
+    Ok(cfg)
 }
 
 fn generate_cmd(a: &GenerateArgs) -> anyhow::Result<()> {
     if let Some(brokers) = &a.kafka.kafka {
-        return crate::cli_kafka::generate_kafka(a, &gen_config(a), brokers, a.kafka.rate);
+        return crate::cli_kafka::generate_kafka(a, &gen_config(a)?, brokers, a.kafka.rate);
     }
     let opts = WriteOptions {
         zstd: a.zstd,
         progress: true,
         ..WriteOptions::default()
     };
-    let stats = write_recorded_stream(&gen_config(a), &a.out, &opts)?;
+    let cfg = gen_config(a)?;
+    if a.days.is_some() {
+        eprintln!(
+            "{} records over {} days: volume {:.4} of the seed's hourly volumes",
+            cfg.records,
+            a.days.unwrap_or_default(),
+            cfg.volume
+        );
+    }
+    let stats = write_recorded_stream(&cfg, &a.out, &opts)?;
     eprintln!(
         "generated {} transactions and {} behavior records into {} ({:.0} records/s)",
         stats.transactions,
@@ -815,7 +847,9 @@ fn demo_cmd(a: &DemoArgs) -> anyhow::Result<()> {
     let gen = GenerateArgs {
         out: stream.clone(),
         seed: 42,
-        records: a.records,
+        records: Some(a.records),
+        days: None,
+        volume: None,
         users: 10_000,
         products: 1_000,
         anomaly_rate: 0.001,

@@ -161,6 +161,7 @@ pub fn consume_cmd(a: &ConsumeArgs) -> anyhow::Result<()> {
     let opts = KafkaRunOptions {
         source,
         engine: EngineConfig {
+            fine_ticks: false,
             cluster: None,
             workers: a.engine.workers,
             views: ViewsConfig {

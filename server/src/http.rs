@@ -325,7 +325,8 @@ fn resolve_as_of(stores: &Stores, q: &Params, current: Option<u64>) -> Result<u6
             StatusCode::BAD_REQUEST,
             &format!("as_of={t} is not complete yet (current as_of {current})"),
         )),
-        Ok(Some(t)) => Ok(t),
+        // between two batches only the published as_ofs are exact: the answer says which
+        Ok(Some(t)) => Ok(stores.snap_as_of(t)),
     }
 }
 

@@ -114,6 +114,7 @@ impl Job {
     pub fn start(cfg: &RunConfig) -> Result<Job, String> {
         let engine = Arc::new(Engine::start_with(
             &EngineConfig {
+                fine_ticks: false,
                 cluster: cfg.cluster.clone(),
                 workers: cfg.workers,
                 views: cfg.views,
@@ -129,10 +130,13 @@ impl Job {
         });
         // the sink listens before the first advance, so it sees every change
         let sink = match cfg.sink.as_ref().filter(|_| cfg.reads_sources()) {
-            Some(c) => Some(crate::sink_task::SinkTask::start(
-                c.clone(),
-                engine.stores().clone(),
-            )?),
+            Some(c) => {
+                let task = crate::sink_task::SinkTask::start(c.clone(), engine.stores().clone())?;
+                if let Some(c) = task.committed_as_of() {
+                    engine.keep_exact(c);
+                }
+                Some(task)
+            }
             None => None,
         };
         // every process holds every view: one of them produces the alerts

@@ -98,6 +98,7 @@ fn difference(
 
 /// The running sink: its thread and stop flag.
 pub struct SinkTask {
+    committed: Option<u64>,
     stop: Arc<AtomicBool>,
     handle: Option<std::thread::JoinHandle<Result<(), String>>>,
 }
@@ -113,6 +114,7 @@ impl SinkTask {
         let sink = rt
             .block_on(ParquetSink::open(cfg))
             .map_err(|e| format!("sink {target}: {e}"))?;
+        let committed = sink.committed_as_of();
         let rx = stores.listen(QUEUE);
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
@@ -121,9 +123,15 @@ impl SinkTask {
             .spawn(move || rt.block_on(follow(sink, rx, stores, flag)))
             .map_err(|e| format!("cannot start the sink thread: {e}"))?;
         Ok(SinkTask {
+            committed,
             stop,
             handle: Some(handle),
         })
+    }
+
+    /// The `as_of` the sink had committed when it opened (it resumes after it).
+    pub fn committed_as_of(&self) -> Option<u64> {
+        self.committed
     }
 
     /// Writes what is buffered and stops.

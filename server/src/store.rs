@@ -1191,7 +1191,15 @@ struct Shared {
     /// ([`Stores::wait_as_of`]).
     advanced: Mutex<u64>,
     advanced_cv: Condvar,
+    /// Whether only the published `as_of`s are exact (the engine computes each batch at its
+    /// `as_of`), and those published, oldest first (at most [`PUBLISHED_KEPT`]).
+    batch_as_ofs: std::sync::atomic::AtomicBool,
+    published: Mutex<VecDeque<u64>>,
 }
+
+/// How many published `as_of`s the stores remember for [`Stores::snap_as_of`]: more than an
+/// hour of 100 ms batches.
+const PUBLISHED_KEPT: usize = 100_000;
 
 /// A consistent read of several views: the read lock held while it lives.
 pub struct ReadGuard<'a> {
@@ -1504,6 +1512,26 @@ impl Stores {
             .unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Tells the stores that only the published `as_of`s are exact (see
+    /// [`Stores::snap_as_of`]).
+    pub fn set_batch_as_ofs(&self, on: bool) {
+        self.shared.batch_as_ofs.store(on, Ordering::Relaxed);
+    }
+
+    /// The `as_of` a read asked at `t` answers at: `t` itself when every tick is exact, else
+    /// the latest published `as_of` at or before `t` (`t` when none is remembered: older than
+    /// anything kept, so the history will not reach it either).
+    pub fn snap_as_of(&self, t: u64) -> u64 {
+        if !self.shared.batch_as_ofs.load(Ordering::Relaxed) {
+            return t;
+        }
+        let p = lock(&self.shared.published);
+        match p.partition_point(|a| *a <= t) {
+            0 => t,
+            i => p[i - 1],
+        }
+    }
+
     /// Folds every view to `frontier` at once (no-op unless it moves forward).
     pub fn advance(&self, frontier: u64) {
         let tick = self.tick();
@@ -1529,6 +1557,13 @@ impl Stores {
             .filter_map(|(d, v)| Some((v.def(), d?)))
             .collect();
         *f = frontier;
+        if self.shared.batch_as_ofs.load(Ordering::Relaxed) {
+            let mut p = lock(&self.shared.published);
+            if p.len() >= PUBLISHED_KEPT {
+                p.pop_front();
+            }
+            p.push_back(frontier - tick);
+        }
         let took = started.elapsed().as_nanos().min(u64::MAX as u128) as u64;
         self.shared.last_fold_ns.store(took, Ordering::Relaxed);
         self.shared.advances.fetch_add(1, Ordering::Relaxed);

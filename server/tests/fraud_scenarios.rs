@@ -48,6 +48,7 @@ fn every_injected_attack_raises_and_clears_its_alert() {
     let fraud = FraudConfig::default();
     let engine = Engine::start_with(
         &EngineConfig {
+            fine_ticks: true,
             cluster: None,
             workers: 2,
             views: ViewsConfig {

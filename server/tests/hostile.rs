@@ -28,6 +28,7 @@ fn temp_dir(name: &str) -> PathBuf {
 fn replay(dir: &Path, time: TimeConfig) -> Stores {
     let engine = Engine::start_with(
         &EngineConfig {
+            fine_ticks: false,
             cluster: None,
             workers: 2,
             views: ViewsConfig::default(),

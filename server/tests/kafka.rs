@@ -147,6 +147,7 @@ fn produce(brokers: &str, cfg: &GenConfig, dir: &Path, t: &Topics) -> u64 {
 
 fn engine(workers: usize) -> EngineConfig {
     EngineConfig {
+        fine_ticks: false,
         cluster: None,
         workers,
         views: ViewsConfig::default(),
@@ -365,6 +366,61 @@ fn malformed_messages_are_dead_lettered_and_counted() {
             .count(),
         2,
         "missing and bad currency name the field"
+    );
+}
+
+#[test]
+fn a_burst_of_future_records_on_one_partition_changes_nothing_but_their_count() {
+    let _g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(brokers) =
+        brokers("a_burst_of_future_records_on_one_partition_changes_nothing_but_their_count")
+    else {
+        return;
+    };
+    let t = Topics::create(&brokers, "future");
+    let p = RecordProducer::connect(&brokers, &Retry::default()).expect("producer");
+    // at the head of one partition (one key): 30 lines and an event dated 9999
+    for i in 0..30 {
+        let line = format!(
+            r#"{{"transaction_id":"POISON{i}","product_id":"P00001","user_id":"U000001","timestamp":"9999-12-31T23:59:59Z","price":1.00,"quantity":1,"currency":"USD"}}"#
+        );
+        p.send(&t.tx, Some(b"poison"), line.as_bytes(), None)
+            .expect("send");
+    }
+    let ev = r#"{"event_id":"POISON","user_id":"U000001","session_id":"S1","timestamp":"9999-12-31T23:59:59Z","event_type":"page_view"}"#;
+    p.send(&t.bh, Some(b"poison"), ev.as_bytes(), None)
+        .expect("send");
+    p.flush(Duration::from_secs(30)).expect("flush");
+    let dir = TempDir::new("kafka-future");
+    let cfg = workload(19, 8_000);
+    let produced = produce(&brokers, &cfg, &dir.0, &t);
+    let mut src = t.source(&brokers, &unique("g"));
+    src.tables_dir = Some(dir.0.clone());
+    let r = run(src);
+    assert_eq!(r.stats.messages, produced + 31);
+    let mut got = snapshot(&r.stores);
+    let want = replay_snapshot(&dir.0);
+    let mut q = quality(&got);
+    assert_eq!(
+        q.remove(&("transactions".into(), "future".into())),
+        Some(30)
+    );
+    assert_eq!(q.remove(&("behavior".into(), "future".into())), Some(1));
+    assert_eq!(q, quality(&want));
+    got.remove("data_quality");
+    let mut want = want;
+    want.remove("data_quality");
+    // as_of and every other view as the replay of the clean stream
+    for (name, (as_of, rows)) in &want {
+        assert_eq!(&got[name].0, as_of, "{name} as_of");
+        assert_eq!(&got[name].1, rows, "{name}");
+    }
+    let dead = read_topic(&brokers, &t.dead, Duration::from_secs(20)).expect("reading");
+    assert_eq!(
+        dead.iter()
+            .filter(|m| m.header("reason") == Some("future"))
+            .count(),
+        31
     );
 }
 

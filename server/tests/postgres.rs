@@ -142,6 +142,7 @@ impl Drop for Db {
 
 fn engine() -> Engine {
     Engine::start(&EngineConfig {
+        fine_ticks: false,
         cluster: None,
         workers: 2,
         views: ViewsConfig::default(),

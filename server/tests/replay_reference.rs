@@ -181,3 +181,65 @@ fn generated_stream_matches_the_twins() {
         40,
     );
 }
+
+/// The batches as the engine feeds them by default: each computed at its `as_of`
+/// ([`Batch::compute_at_as_of`]).
+fn at_their_as_ofs(batches: &[Batch], tick: u64) -> Vec<Batch> {
+    let mut prev = 0;
+    batches
+        .iter()
+        .map(|b| {
+            let mut b = b.clone();
+            b.compute_at_as_of(prev, tick, None);
+            prev = prev.max(b.frontier);
+            b
+        })
+        .collect()
+}
+
+/// The views computed from batches moved to their `as_of`s equal the twins of the original
+/// records at every batch's `as_of` (the only ones published), at the final one and once
+/// every window has passed, with 1, 2 and 4 workers.
+#[test]
+fn batches_computed_at_their_as_of_match_the_twins_at_every_published_as_of() {
+    let tick = ViewsConfig::default().tick_ms;
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/data");
+    let dir = TempDir::new("shopdiff-replay-coarse");
+    let cfg = GenConfig {
+        seed: 20_261_207,
+        users: 300,
+        products: 60,
+        records: 12_000,
+        volume: 0.01,
+        anomaly_rate: 0.03,
+        bad_rate: 0.02,
+        duplicate_rate: 0.02,
+        late_rate: 0.02,
+        ..GenConfig::default()
+    };
+    let opts = WriteOptions {
+        progress: false,
+        ..WriteOptions::default()
+    };
+    write_recorded_stream(&cfg, &dir.0, &opts).expect("generating");
+    for (name, dir, batch) in [
+        ("examples/data", example.as_path(), 50),
+        ("generated", &dir.0, 1_000),
+    ] {
+        let (batches, stats) = replay(dir, batch);
+        let (fine, frontiers) = history(&batches);
+        let (coarse, coarse_frontiers) = history(&at_their_as_ofs(&batches, tick));
+        assert_eq!(frontiers, coarse_frontiers);
+        // the move did something: far fewer distinct times
+        let (nf, nc) = (fine.input_times().len(), coarse.input_times().len());
+        assert!(nc * 2 < nf, "{name}: {nc} times of {nf}");
+        let times = as_ofs(&frontiers, &stats, tick);
+        let cfg = ViewsConfig::default();
+        for workers in [1, 2, 4] {
+            let out = run_views(&coarse, &cfg, workers, &frontiers);
+            let label = format!("{name} at the batches' as_ofs, {workers} worker(s)");
+            let n = compare(&fine, &cfg, &out, &times, &label).unwrap_or_else(|e| panic!("{e}"));
+            eprintln!("{label}: {n} as_ofs compared");
+        }
+    }
+}

@@ -57,6 +57,7 @@ fn key_reads_at_a_fresh_as_of_match_the_full_read() {
     .expect("replaying the generated stream");
     assert!(batches.len() > 5, "too few batches: {}", batches.len());
     let engine = Engine::start(&EngineConfig {
+        fine_ticks: false,
         cluster: None,
         workers: 2,
         views: Default::default(),

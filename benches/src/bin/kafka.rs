@@ -127,6 +127,7 @@ fn main() -> anyhow::Result<()> {
         let r = run_kafka(KafkaRunOptions {
             source: src,
             engine: EngineConfig {
+                fine_ticks: false,
                 cluster: None,
                 workers,
                 views: ViewsConfig::default(),

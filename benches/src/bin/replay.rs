@@ -100,6 +100,7 @@ fn updates(
     let tick = 1000u64;
     let engine = Engine::start_with(
         &EngineConfig {
+            fine_ticks: false,
             cluster: None,
             workers,
             views: ViewsConfig::default(),

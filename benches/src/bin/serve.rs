@@ -208,6 +208,7 @@ fn freshness(args: &[String]) -> anyhow::Result<()> {
     let tick = (100.0 * speed).round().max(1.0) as u64;
     let engine = Engine::start_with(
         &EngineConfig {
+            fine_ticks: false,
             cluster: None,
             workers: 2,
             views: ViewsConfig {
