@@ -25,7 +25,7 @@ pub fn cohorts<'s, L: AnyLine>(
     customers: Coll<'s, (Str, Customer)>,
 ) -> Coll<'s, CohortRow> {
     let registered = customers.map(|(u, c)| (u, month_index(c.registration_date)));
-    let sizes = registered.clone().map(|(_, m)| m).sum_by_key();
+    let sizes = registered.clone().map(|(_, m)| m).sum_by_key("CohortSizes");
     // distinct (user, event month)
     let active_months = lines
         .map(|l: L| {
@@ -35,15 +35,15 @@ pub fn cohorts<'s, L: AnyLine>(
         .fold_by_key("ActiveMonths", |_k, n: &Count| n.present())
         .map(|((user, month), ())| (user, month));
     let active = active_months
-        .left_join(registered)
+        .left_join("ActiveRegistered", registered)
         .flat_map(|(event, reg)| {
             let reg = reg?;
             (event >= reg).then_some((reg, event - reg))
         })
-        .sum_by_key()
+        .sum_by_key("CohortActive")
         .map(|((cohort, offset), n)| (cohort, (cohort, offset, n)));
     active
-        .left_join(sizes)
+        .left_join("CohortWithSize", sizes)
         .flat_map(|((cohort, offset, active), size)| {
             Some(CohortRow {
                 cohort_month: month_start(cohort),

@@ -153,6 +153,11 @@ pub struct ViewsConfig {
     pub tick_ms: u64,
     /// The fraud rules.
     pub fraud: FraudConfig,
+    /// The ingest's lateness horizon in milliseconds, when it has one (contract 3): no record
+    /// older than `watermark - horizon` reaches the views, so the per-day state of days wholly
+    /// below it (funnel sessions, product days) is retired. `None` (the default, for callers
+    /// that feed the dataflow without an ingest) keeps every state.
+    pub horizon_ms: Option<u64>,
 }
 
 impl Default for ViewsConfig {
@@ -160,11 +165,21 @@ impl Default for ViewsConfig {
         ViewsConfig {
             tick_ms: 1000,
             fraud: FraudConfig::default(),
+            horizon_ms: None,
         }
     }
 }
 
 impl ViewsConfig {
+    /// When the per-day state of a view can be retired: once the frontier is past the day's
+    /// end by the horizon and a tick (see [`ViewsConfig::horizon_ms`]).
+    pub fn retire_days<K: DayKey>(&self) -> Option<shopdiff_operators::keyed::Retire<K>> {
+        self.horizon_ms.map(|h| shopdiff_operators::keyed::Retire {
+            below: h + self.tick_ms,
+            last: |k: &K| (k.day() + shopdiff_schemas::time::DAY_MS).max(0) as u64,
+        })
+    }
+
     /// Reads `tick_ms` and the `[fraud.<rule>]` sections; anything left out keeps its default.
     pub fn from_toml_str(text: &str) -> Result<ViewsConfig, ConfigError> {
         let raw: RawViews = toml::from_str(text)?;
@@ -345,7 +360,11 @@ impl TryFrom<RawViews> for ViewsConfig {
             None => FraudConfig::default(),
             Some(f) => FraudConfig::try_from(f)?,
         };
-        Ok(ViewsConfig { tick_ms, fraud })
+        Ok(ViewsConfig {
+            tick_ms,
+            fraud,
+            horizon_ms: None,
+        })
     }
 }
 
@@ -355,6 +374,17 @@ impl From<ViewsConfig> for RawViews {
             tick_ms: Some(c.tick_ms as i64),
             fraud: Some(c.fraud.into()),
         }
+    }
+}
+
+/// A key that holds a UTC day's start (ms): its records' event times are within that day.
+pub trait DayKey {
+    fn day(&self) -> shopdiff_schemas::time::Ms;
+}
+
+impl<A> DayKey for (A, shopdiff_schemas::time::Ms) {
+    fn day(&self) -> shopdiff_schemas::time::Ms {
+        self.1
     }
 }
 

@@ -35,7 +35,7 @@ pub fn data_quality<'s, L: AnyLine>(
     quality
         .concat(unknown_products)
         .concat(unknown_customers)
-        .sum_by_key()
+        .sum_by_key("QualityCounts")
         .map(|((source, reason), records)| QualityRow {
             source,
             reason,

@@ -14,17 +14,19 @@
 //!   the user's alerts, so a line that leaves every measure below its threshold sends nothing
 //!   further.
 //! * Cost of one line: one update of its user's state per tagged record when it enters and
-//!   when it leaves its window; one `(session, transaction)` pair. An event adds one
-//!   `(ip, session)` pair; an `ip_reputation` change re-scores the sessions that saw the IP
-//!   and their transactions.
-//! * State: the per-user windows and the distinct `(ip, session)`, session risks,
-//!   `(session, (transaction, user))` and per-transaction risks in [`Keyed::fold_by_key`]
-//!   hash maps; the records waiting to leave their windows in the temporal filter; the two
-//!   joins (sessions by IP hash with `ip_reputation`, transactions by session hash with the
-//!   session risks) in [`LeftJoin::left_join`] hash maps, their misses dropped. No
-//!   arrangements.
+//!   when it leaves its window; one lookup of its session in the second join. An event costs
+//!   one lookup of its IP in the first join (and one update of its session's risks when the
+//!   IP scores at or above the threshold); an `ip_reputation` change re-scores the sessions
+//!   that saw the IP and their transactions.
+//! * State: the per-user windows and the risky sessions' and transactions' risks in
+//!   [`Keyed::fold_by_key`] hash maps; the records waiting to leave their windows in the
+//!   temporal filter; the two joins (sessions by IP hash with the scores at or above the
+//!   threshold, `(transaction, user)` by session hash with the session risks) in
+//!   [`LeftJoin::left_join`] hash maps, each pair once with its multiplicity, their misses
+//!   dropped. Only risky sessions have a risk, so the per-session state is one entry per
+//!   session that saw an IP or holds a transaction. No arrangements.
 
-use crate::common::{id_hash, AnyLine, Coll, Count};
+use crate::common::{id_hash, AnyLine, Coll};
 use crate::config::FraudConfig;
 use serde::{Deserialize, Serialize};
 use shopdiff_operators::keyed::{Distinct, Fold, Keyed, LeftJoin};
@@ -176,36 +178,34 @@ fn risky_ip<'s, L: AnyLine>(
     ips: Coll<'s, (Str, IpRep)>,
     threshold: i64,
 ) -> Coll<'s, AlertRow> {
-    let seen = events
-        .flat_map(|e| match (e.session_id, e.ip) {
-            (Some(s), Some(ip)) => Some(((id_hash(&ip), id_hash(&s)), ())),
-            _ => None,
-        })
-        .fold_by_key("SeenIps", |_k, n: &Count| n.present())
-        .map(|((ip, session), ())| (ip, session));
-    let scores = ips.flat_map(|(ip, rep)| {
+    // (ip, session) once per event: the joins keep each pair once with its multiplicity, so
+    // no distinct step (and no table of pairs) is needed before them
+    let seen = events.flat_map(|e| match (e.session_id, e.ip) {
+        (Some(s), Some(ip)) => Some((id_hash(&ip), id_hash(&s))),
+        _ => None,
+    });
+    // only scores at or above the threshold can raise an alert, and the alert's measure, the
+    // session's highest score, is then one of them: the sessions of harmless IPs (nearly
+    // all) are never held
+    let scores = ips.flat_map(move |(ip, rep)| {
         rep.risk
             .map(|r| (id_hash(&ip), if rep.is_tor { RISK_SCALE } else { r }))
+            .filter(|&(_, r)| r >= threshold)
     });
     // inner joins as left joins (one score per IP, one risk per session) whose misses drop
     let session_risk = seen
-        .left_join(scores)
+        .left_join("SessionIpScores", scores)
         .flat_map(|(session, score)| score.map(|s| (session, s)))
         .fold_by_key("SessionRisk", |_s, m: &Values<i64>| m.max());
-    let tx_sessions = lines
-        .flat_map(|l: L| {
-            let l: &Line = l.borrow();
-            l.session_id.as_ref().map(|s| {
-                (
-                    (id_hash(s), (l.transaction_id.clone(), l.user_id.clone())),
-                    (),
-                )
-            })
-        })
-        .fold_by_key("TxSessions", |_k, n: &Count| n.present())
-        .map(|((s, tx_user), ())| (s, tx_user));
+    // (session, (transaction, user)) once per line
+    let tx_sessions = lines.flat_map(|l: L| {
+        let l: &Line = l.borrow();
+        l.session_id
+            .as_ref()
+            .map(|s| (id_hash(s), (l.transaction_id.clone(), l.user_id.clone())))
+    });
     tx_sessions
-        .left_join(session_risk)
+        .left_join("TxSessionRisk", session_risk)
         .flat_map(|((tx, user), risk)| risk.map(|r| (tx, (r, user))))
         .fold_by_key("TxRisk", |_tx, m: &Values<(i64, Str)>| {
             let max = m.positive().map(|v| v.0).max()?;

@@ -6,7 +6,10 @@
 //!   stage and of purchases); when that session-day's flags change (a stage reached, a first
 //!   purchase), its day's sums change by one each. O(1).
 //! * State: per `(session, day)` its counts ([`Keyed::fold_by_key`]) and per day the sums
-//!   ([`SumByKey::sum_by_key`]); hash maps, no arrangements.
+//!   ([`SumByKey::sum_by_key`]); hash maps, no arrangements. A session-day's state is
+//!   retired once its day is wholly below the lateness horizon
+//!   ([`ViewsConfig::retire_days`](crate::config::ViewsConfig::retire_days)): the state then
+//!   follows the sessions of the horizon's days, not of the whole run.
 
 use crate::common::{id_hash, AnyLine, Coll, Sums7};
 use shopdiff_operators::keyed::{Fold, Keyed, SumByKey};
@@ -66,7 +69,11 @@ impl SessionDay {
 }
 
 /// Maintains `funnel_daily`.
-pub fn funnel<'s, L: AnyLine>(lines: Coll<'s, L>, events: Coll<'s, Event>) -> Coll<'s, FunnelRow> {
+pub fn funnel<'s, L: AnyLine>(
+    lines: Coll<'s, L>,
+    events: Coll<'s, Event>,
+    cfg: &crate::config::ViewsConfig,
+) -> Coll<'s, FunnelRow> {
     let seen = events.flat_map(|e: Event| {
         let s = e.session_id?;
         let stage = match e.kind {
@@ -84,7 +91,9 @@ pub fn funnel<'s, L: AnyLine>(lines: Coll<'s, L>, events: Coll<'s, Event>) -> Co
             .map(|s| ((id_hash(s), day_start(l.ts)), BOUGHT))
     });
     seen.concat(bought)
-        .fold_by_key("SessionDays", |_k, s: &SessionDay| s.flags())
+        .fold_by_key_retiring("SessionDays", cfg.retire_days(), |_k, s: &SessionDay| {
+            s.flags()
+        })
         .explode(|((_s, day), flags): ((u64, Ms), u8)| {
             let mut sums = Sums7::zero();
             for (slot, v) in sums.0.iter_mut().enumerate().take(6) {
@@ -92,7 +101,7 @@ pub fn funnel<'s, L: AnyLine>(lines: Coll<'s, L>, events: Coll<'s, Event>) -> Co
             }
             Some((day, sums))
         })
-        .sum_by_key()
+        .sum_by_key("FunnelSums")
         .map(|(day, s)| FunnelRow {
             day,
             sessions: s.0[ANY] as i64,

@@ -39,7 +39,7 @@ pub fn inventory<'s, L: AnyLine>(
     // every product row once, with its window sum (0 while it has none)
     products
         .map(|(id, p)| (id.clone(), (id, p.inventory_count)))
-        .left_join(units)
+        .left_join("InventoryUnits", units)
         .map(|((product_id, inventory_count), units)| InventoryRow {
             product_id,
             inventory_count,

@@ -5,7 +5,8 @@
 //! * Cost of one change: one hash-map update of its `(product, day)` state (view and cart
 //!   counts, units, and the transaction set for the distinct orders). O(1).
 //! * State: one [`Keyed::fold_by_key`] state per `(product, day)` (a hash map per worker, no
-//!   arrangements).
+//!   arrangements), retired once the day is wholly below the lateness horizon
+//!   ([`ViewsConfig::retire_days`](crate::config::ViewsConfig::retire_days)).
 
 use crate::common::{id_hash, AnyLine, Coll};
 use serde::{Deserialize, Serialize};
@@ -57,6 +58,7 @@ impl Fold<Activity> for Perf {
 pub fn product_performance<'s, L: AnyLine>(
     lines: Coll<'s, L>,
     events: Coll<'s, Event>,
+    cfg: &crate::config::ViewsConfig,
 ) -> Coll<'s, ProductPerfRow> {
     let from_events = events.flat_map(|e: Event| {
         let a = match e.kind {
@@ -78,7 +80,7 @@ pub fn product_performance<'s, L: AnyLine>(
     });
     from_events
         .concat(from_lines)
-        .fold_by_key("ProductPerf", |_k, p: &Perf| {
+        .fold_by_key_retiring("ProductPerf", cfg.retire_days(), |_k, p: &Perf| {
             let row = (p.views, p.carts, p.txs.count(), p.units);
             (row != (0, 0, 0, 0)).then_some(row)
         })

@@ -114,7 +114,7 @@ pub fn priced_lines<'s, L: AnyLine>(
     // products are keyed by id, so a line matches at most one row
     lines
         .map(|l: L| (l.borrow().product_id.clone(), l))
-        .left_join(products.map(|(id, p)| (id, p.cost)))
+        .left_join("PricedLines", products.map(|(id, p)| (id, p.cost)))
 }
 
 /// Maintains `revenue_hourly` or `revenue_daily`.
@@ -202,7 +202,7 @@ fn revenue_rows<'s, L: AnyLine>(
             },
             TxKeys::is_empty,
         )
-        .sum_by_key()
+        .sum_by_key("RevenueSums")
         .map(|(k, s)| {
             let (g, dimension, value, bucket, currency) = k.key;
             let row = RevenueRow {

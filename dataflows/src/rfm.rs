@@ -63,7 +63,7 @@ pub fn rfm<'s, L: AnyLine>(lines: Coll<'s, L>) -> Coll<'s, RfmRow> {
 /// Maintains `rfm_segments` from `rfm`.
 pub fn rfm_segments<'s>(rfm: Coll<'s, RfmRow>) -> Coll<'s, SegmentRow> {
     rfm.explode(|r: RfmRow| Some((r.segment(), (1isize, MoneySum(r.monetary)))))
-        .sum_by_key()
+        .sum_by_key("SegmentSums")
         .map(|(segment, (n, m))| SegmentRow {
             segment,
             customers: n as i64,

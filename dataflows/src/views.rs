@@ -60,9 +60,9 @@ pub fn all_views<'s>(i: InputColls<'s>, cfg: &ViewsConfig) -> ViewColls<'s> {
             &cfg.fraud,
             cfg.tick_ms,
         ),
-        product_performance: product_performance(lines.clone(), i.events.clone()),
+        product_performance: product_performance(lines.clone(), i.events.clone(), cfg),
         inventory: inventory(lines.clone(), i.products.clone(), cfg.tick_ms),
-        funnel_daily: funnel(lines.clone(), i.events),
+        funnel_daily: funnel(lines.clone(), i.events, cfg),
         data_quality: data_quality(i.quality, lines, i.products, i.customers),
     }
 }

@@ -69,6 +69,7 @@ fn views_config() -> ViewsConfig {
             },
             risky_ip_threshold: 500_000,
         },
+        horizon_ms: None,
     }
 }
 

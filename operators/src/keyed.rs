@@ -76,7 +76,7 @@
 //!             .fold_by_key("Max", |_k, s: &Max| s.0.keys().next_back().copied())
 //!             .inspect(move |update| sink.lock().unwrap().push(*update));
 //!         // the number of values per key, as `count()` would give it
-//!         values.map(|(k, _)| k).sum_by_key();
+//!         values.map(|(k, _)| k).sum_by_key("Counts");
 //!         input
 //!     });
 //!     input.insert(('a', 5));
@@ -171,7 +171,37 @@ pub trait Keyed<'scope, K, V> {
         S: Fold<V>,
         O: ExchangeData,
         F: Fn(&K, &S) -> Option<O> + 'static;
+
+    /// [`Keyed::fold_by_key`] that forgets the state of keys no update can reach any more
+    /// (see [`Retire`]); their rows stay as they were.
+    fn fold_by_key_retiring<S, O, F>(
+        self,
+        name: &str,
+        retire: Option<Retire<K>>,
+        out: F,
+    ) -> VecCollection<'scope, u64, (K, O), isize>
+    where
+        S: Fold<V>,
+        O: ExchangeData,
+        F: Fn(&K, &S) -> Option<O> + 'static;
 }
+
+/// When a key of [`Keyed::fold_by_key_retiring`] can be forgotten: once the input frontier
+/// `f` has passed `last(key) + below`, where `last(key)` bounds the event times of the key's
+/// records (the end of its day, say) and no record older than `f - below` can arrive (the
+/// lateness horizon, plus a tick). The operator looks every `below / 16` of logical time.
+pub struct Retire<K> {
+    pub below: u64,
+    pub last: fn(&K) -> u64,
+}
+
+impl<K> Clone for Retire<K> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<K> Copy for Retire<K> {}
 
 impl<'scope, K, V> Keyed<'scope, K, V> for VecCollection<'scope, u64, (K, V), isize>
 where
@@ -184,18 +214,34 @@ where
         O: ExchangeData,
         F: Fn(&K, &S) -> Option<O> + 'static,
     {
+        self.fold_by_key_retiring(name, None, out)
+    }
+
+    fn fold_by_key_retiring<S, O, F>(
+        self,
+        name: &str,
+        retire: Option<Retire<K>>,
+        out: F,
+    ) -> VecCollection<'scope, u64, (K, O), isize>
+    where
+        S: Fold<V>,
+        O: ExchangeData,
+        F: Fn(&K, &S) -> Option<O> + 'static,
+    {
         let pact = Exchange::new(|u: &((K, V), u64, isize)| (u.0).0.hashed());
         self.inner
             .unary_frontier::<CapacityContainerBuilder<Vec<_>>, _, _, _>(
                 pact,
                 name,
                 move |_capability, _info| {
+                    let gauge = crate::state_size::gauge(name);
                     let mut buffer = Buffer::default();
                     let mut states: HashMap<K, Slot<S>> = HashMap::new();
                     // the keys a time touches, with their rows before it
                     let mut touched: Vec<(K, Option<O>)> = Vec::new();
                     let mut rows: Vec<((K, O), isize)> = Vec::new();
                     let mut epoch = 0u64;
+                    let mut next_sweep = retire.map_or(u64::MAX, |r| r.below);
                     move |(input, frontier), output| {
                         let port = output.output_index();
                         input.for_each_stamp(|cap, data| {
@@ -238,6 +284,21 @@ where
                                 push_change(&mut rows, key, old, new);
                             }
                             buffer.give(output, time, &mut rows);
+                            gauge.set(states.len(), states.allocation_size());
+                        }
+                        if let (Some(r), Some(&f)) = (retire, frontier.frontier().first()) {
+                            if f >= next_sweep {
+                                // every time below `f` is folded, and nothing older than
+                                // `f - below` can come: the keys wholly below it keep their
+                                // rows downstream and lose their state
+                                let cutoff = f - r.below;
+                                states.retain(|k, _| (r.last)(k) >= cutoff);
+                                if states.len() < states.capacity() / 4 {
+                                    states.shrink_to(states.len() * 2);
+                                }
+                                next_sweep = f + (r.below / 16).max(1);
+                                gauge.set(states.len(), states.allocation_size());
+                            }
                         }
                         buffer.downgrade();
                     }
@@ -307,6 +368,7 @@ where
                 pact,
                 name,
                 move |_capability, _info| {
+                    let gauge = crate::state_size::gauge(name);
                     let mut buffer = Buffer::default();
                     let mut states: HashMap<K, S> = HashMap::new();
                     let mut rows: Vec<(D, R)> = Vec::new();
@@ -344,6 +406,7 @@ where
                             }
                             rows.extend(combined.drain().filter(|(_, r)| !r.is_zero()));
                             buffer.give(output, time, &mut rows);
+                            gauge.set(states.len(), states.allocation_size());
                         }
                         buffer.downgrade();
                     }
@@ -357,7 +420,7 @@ where
 pub trait SumByKey<'scope, K, R> {
     /// The sum of each key's differences, as a row `(key, sum)` while the sum is not zero:
     /// differential's `count()`, kept in a hash map.
-    fn sum_by_key(self) -> VecCollection<'scope, u64, (K, R), isize>;
+    fn sum_by_key(self, name: &str) -> VecCollection<'scope, u64, (K, R), isize>;
 }
 
 impl<'scope, K, R> SumByKey<'scope, K, R> for VecCollection<'scope, u64, K, R>
@@ -365,13 +428,14 @@ where
     K: ExchangeData + std::hash::Hash,
     R: ExchangeData + Abelian,
 {
-    fn sum_by_key(self) -> VecCollection<'scope, u64, (K, R), isize> {
+    fn sum_by_key(self, name: &str) -> VecCollection<'scope, u64, (K, R), isize> {
         let pact = Exchange::new(|u: &(K, u64, R)| u.0.hashed());
         self.inner
             .unary_frontier::<CapacityContainerBuilder<Vec<_>>, _, _, _>(
                 pact,
-                "SumByKey",
+                name,
                 move |_capability, _info| {
+                    let gauge = crate::state_size::gauge(name);
                     let mut buffer = Buffer::default();
                     let mut sums: HashMap<K, Slot<R>> = HashMap::new();
                     // the keys a time touches, with their sums before it
@@ -412,6 +476,7 @@ where
                                 push_change(&mut rows, key, old, new);
                             }
                             buffer.give(output, time, &mut rows);
+                            gauge.set(sums.len(), sums.allocation_size());
                         }
                         buffer.downgrade();
                     }
@@ -432,6 +497,7 @@ pub trait LeftJoin<'scope, K, V1> {
     /// are sorted by key), meant for right sides with few records per key.
     fn left_join<V2>(
         self,
+        name: &str,
         right: VecCollection<'scope, u64, (K, V2), isize>,
     ) -> VecCollection<'scope, u64, (V1, Option<V2>), isize>
     where
@@ -577,6 +643,7 @@ where
 {
     fn left_join<V2>(
         self,
+        name: &str,
         right: VecCollection<'scope, u64, (K, V2), isize>,
     ) -> VecCollection<'scope, u64, (V1, Option<V2>), isize>
     where
@@ -589,8 +656,9 @@ where
                 right.inner,
                 left_pact,
                 right_pact,
-                "LeftJoin",
+                name,
                 move |_capability, _info| {
+                    let gauge = crate::state_size::gauge(name);
                     let mut buffer: Buffer<(K, Side<V1, V2>), isize> = Buffer::default();
                     let mut states: HashMap<K, JoinState<V1, V2>> = HashMap::new();
                     let mut rows: Vec<((V1, Option<V2>), isize)> = Vec::new();
@@ -659,6 +727,7 @@ where
                             buffer.recycle(batch);
                             rows.retain(|(_, d)| *d != 0);
                             buffer.give(output, time, &mut rows);
+                            gauge.set(states.len(), states.allocation_size());
                         }
                         buffer.downgrade();
                     }

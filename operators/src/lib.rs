@@ -6,7 +6,9 @@
 //!   in, one row per key out), cheaper than `reduce` / `count` when every key changes at its own
 //!   ticks.
 //! * [`window`]: trailing sliding windows over ticks, correct under retractions.
+//! * [`state_size`]: each operator's entries and table bytes, for metrics.
 
 pub mod keyed;
 pub mod rank;
+pub mod state_size;
 pub mod window;

@@ -135,11 +135,15 @@ impl<'scope, K: ExchangeData, M: ExchangeData> Ntile<'scope, K, M>
                 pact,
                 "Ntile",
                 move |_capability, _info| {
+                    let gauge = crate::state_size::gauge("Ntile");
                     move |(input, frontier), output| {
                         input.for_each_stamp(|cap, data| {
                             owner.stash(&cap, data, output.output_index());
                         });
                         owner.release(frontier, output);
+                        // a B-tree holds its entries in nodes of up to 11, about 2/3 full
+                        let n = owner.state.len();
+                        gauge.set(n, n * std::mem::size_of::<(M, K)>() * 3 / 2);
                     }
                 },
             )

@@ -62,7 +62,7 @@ fn run(updates: &[Update], workers: usize, step: u64) -> (Captured<FoldRow>, Cap
                 .inspect(move |u| f.lock().unwrap().push(*u));
             values
                 .map(|(k, _)| k)
-                .sum_by_key()
+                .sum_by_key("Sums")
                 .inspect(move |u| s.lock().unwrap().push(*u));
             input
         });
@@ -128,7 +128,7 @@ fn run_scan(updates: &[Update], workers: usize, step: u64) -> Captured<SumRow> {
                     },
                     |counts| counts.is_empty(),
                 )
-                .sum_by_key()
+                .sum_by_key("Sums")
                 .inspect(move |u| r.lock().unwrap().push(*u));
             input
         });
@@ -179,7 +179,8 @@ fn run_join(
         let (mut li, mut ri) = worker.dataflow::<u64, _, _>(|scope| {
             let (li, l) = scope.new_collection::<(u8, u8), isize>();
             let (ri, rc) = scope.new_collection::<(u8, u8), isize>();
-            l.left_join(rc).inspect(move |u| r.lock().unwrap().push(*u));
+            l.left_join("Join", rc)
+                .inspect(move |u| r.lock().unwrap().push(*u));
             (li, ri)
         });
         let (index, peers) = (worker.index(), worker.peers());

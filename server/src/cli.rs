@@ -468,6 +468,7 @@ pub fn run_config(a: &RunArgs) -> anyhow::Result<crate::live::RunConfig> {
     let views = ViewsConfig {
         tick_ms,
         fraud: load_fraud(a.fraud_config.as_deref())?,
+        horizon_ms: Some(time.horizon_ms),
     };
     let source = match (&a.replay, &a.kafka) {
         (Some(_), Some(_)) => anyhow::bail!("--replay and --kafka are two event sources: give one"),
@@ -658,6 +659,7 @@ pub fn replay_dir_in(
     let views = ViewsConfig {
         tick_ms: engine.tick_ms.max(1),
         fraud: load_fraud(engine.fraud_config.as_deref())?,
+        horizon_ms: Some(engine.horizon_ms),
     };
     // A replay answers no `as_of` reads and no resumes: its stores keep no history of
     // updates (the live engine keeps an hour), which was most of a long replay's memory.

@@ -167,6 +167,7 @@ pub fn consume_cmd(a: &ConsumeArgs) -> anyhow::Result<()> {
             views: ViewsConfig {
                 tick_ms: tick,
                 fraud: load_fraud(a.engine.fraud_config.as_deref())?,
+                horizon_ms: Some(a.engine.horizon_ms),
             },
         },
         stop: None,

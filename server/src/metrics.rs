@@ -283,6 +283,26 @@ impl Metrics {
             "Approximate bytes of a view's served state.",
             &|v| v.approx_bytes().to_string(),
         );
+        let state = shopdiff_operators::state_size::sizes();
+        for (metric, help, pick) in [
+            (
+                "shopdiff_state_entries",
+                "Entries (keys, parked updates) each dataflow operator holds, over this process's workers.",
+                0,
+            ),
+            (
+                "shopdiff_state_bytes",
+                "Bytes of each dataflow operator's tables (keys and states inline, not what they point to).",
+                1,
+            ),
+        ] {
+            let _ = writeln!(o, "# HELP {metric} {help}");
+            let _ = writeln!(o, "# TYPE {metric} gauge");
+            for (name, entries, bytes) in &state {
+                let v = if pick == 0 { entries } else { bytes };
+                let _ = writeln!(o, "{metric}{{operator=\"{name}\"}} {v}");
+            }
+        }
         per_view(&mut o, stores, "shopdiff_subscribers", "gauge", "", &|v| {
             v.subscribers().to_string()
         });

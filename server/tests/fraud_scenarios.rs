@@ -54,6 +54,7 @@ fn every_injected_attack_raises_and_clears_its_alert() {
             views: ViewsConfig {
                 tick_ms: TICK,
                 fraud,
+                horizon_ms: None,
             },
         },
         // keep every update: the test reads the alerts at many past as_ofs

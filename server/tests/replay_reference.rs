@@ -73,7 +73,19 @@ fn history(batches: &[Batch]) -> (History, Vec<u64>) {
 /// times at which an input or an output changes or a window ends: all of them (`usize::MAX`) or
 /// about that many, evenly spaced.
 fn check(name: &str, h: &History, frontiers: &[u64], times: &[u64], extra: usize) {
-    let cfg = ViewsConfig::default();
+    check_with(&ViewsConfig::default(), name, h, frontiers, times, extra)
+}
+
+/// [`check`] with the views' config `cfg`.
+fn check_with(
+    cfg: &ViewsConfig,
+    name: &str,
+    h: &History,
+    frontiers: &[u64],
+    times: &[u64],
+    extra: usize,
+) {
+    let cfg = *cfg;
     for workers in [1, 2, 4] {
         let started = Instant::now();
         let out = run_views(h, &cfg, workers, frontiers);
@@ -175,6 +187,123 @@ fn generated_stream_matches_the_twins() {
     let tick = ViewsConfig::default().tick_ms;
     check(
         "generated",
+        &h,
+        &frontiers,
+        &as_ofs(&frontiers, &stats, tick),
+        40,
+    );
+}
+
+/// Appends to `file` a copy of its last record whose `field` is `kind` (any, when `None`) and
+/// whose timestamp is within an hour of `hours_before` the stream's end, with `id_field` set to
+/// `id`: a late arrival, delivered last, for a day long over.
+fn append_late_copy(file: &Path, id_field: &str, id: &str, kind: Option<(&str, &str)>) {
+    let text = std::fs::read_to_string(file).unwrap();
+    let records: Vec<serde_json::Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let ts = |r: &serde_json::Value| {
+        r["timestamp"]
+            .as_str()
+            .and_then(shopdiff_schemas::time::parse_rfc3339)
+    };
+    let end = records.iter().filter_map(ts).max().unwrap();
+    let hour = shopdiff_schemas::time::HOUR_MS;
+    let target = end - 40 * hour;
+    let mut late = records
+        .iter()
+        .rev()
+        .find(|r| {
+            ts(r).is_some_and(|t| (t - target).abs() < hour)
+                && kind.is_none_or(|(f, v)| r[f].as_str() == Some(v))
+        })
+        .unwrap_or_else(|| panic!("no record 40 h before the end of {}", file.display()))
+        .clone();
+    late[id_field] = serde_json::Value::String(id.into());
+    let mut text = text;
+    text.push_str(&late.to_string());
+    text.push('\n');
+    std::fs::write(file, text).unwrap();
+}
+
+/// Four days replayed with a two-day lateness horizon: the funnel's session-days and the
+/// products' days are retired as their days fall below it, and every view still equals its
+/// twin at every batch's `as_of` (the ingest rejects what is older than the horizon, so no
+/// retired state is ever needed again). A product view and an order line 40 hours late, for a
+/// day that is over but within the horizon, arrive last: retired a day too early, their
+/// session-day and product-day would be counted twice.
+#[test]
+fn state_retired_below_the_horizon_changes_no_view() {
+    let dir = TempDir::new("shopdiff-replay-horizon");
+    let cfg = GenConfig {
+        seed: 20_261_207,
+        users: 300,
+        products: 60,
+        anomaly_rate: 0.02,
+        bad_rate: 0.01,
+        duplicate_rate: 0.02,
+        late_rate: 0.05,
+        ..GenConfig::default()
+    }
+    .for_days(4.0, Some(16_000));
+    let opts = WriteOptions {
+        progress: false,
+        ..WriteOptions::default()
+    };
+    write_recorded_stream(&cfg, &dir.0, &opts).expect("generating");
+    append_late_copy(
+        &dir.0.join("behavior.jsonl"),
+        "event_id",
+        "E-late-1",
+        Some(("event_type", "product_view")),
+    );
+    append_late_copy(
+        &dir.0.join("transactions.jsonl"),
+        "transaction_id",
+        "T-late-1",
+        None,
+    );
+    let day = shopdiff_schemas::time::DAY_MS as u64;
+    let ropts = ReplayOptions {
+        batch_records: 1_000,
+        time: shopdiff_connectors::TimeConfig {
+            horizon_ms: 2 * day,
+            ..Default::default()
+        },
+        ..ReplayOptions::default()
+    };
+    let mut batches = Vec::new();
+    let stats = Replay::open(&dir.0, ropts)
+        .expect("a recorded stream")
+        .run(|b| {
+            batches.push(b);
+            true
+        })
+        .expect("replaying");
+    let (h, frontiers) = history(&batches);
+    assert!(
+        stats.as_of - frontiers[0] > 3 * day,
+        "the stream spans {} h",
+        (stats.as_of - frontiers[0]) / 3_600_000
+    );
+    // both late copies were accepted (within the horizon), long after their day ended
+    let late_line = h.lines.iter().find(|x| x.0.transaction_id == "T-late-1");
+    let late_event = h.events.iter().find(|x| x.0.event_id == "E-late-1");
+    for (ts, at) in [
+        late_line.map(|x| (x.0.ts, x.1)).expect("the late line"),
+        late_event.map(|x| (x.0.ts, x.1)).expect("the late event"),
+    ] {
+        assert!(at as i64 > shopdiff_schemas::time::day_start(ts) + 36 * 3_600_000);
+    }
+    let views = ViewsConfig {
+        horizon_ms: Some(2 * day),
+        ..ViewsConfig::default()
+    };
+    let tick = views.tick_ms;
+    check_with(
+        &views,
+        "horizon",
         &h,
         &frontiers,
         &as_ofs(&frontiers, &stats, tick),

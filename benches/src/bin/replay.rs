@@ -80,7 +80,26 @@ fn main() -> anyhow::Result<()> {
         peak_rss_mb(),
         peak_rss_mb() / (customers.max(1) as f64 / 1e6)
     );
+    print_state(&stores);
     Ok(())
+}
+
+/// Where the memory is: each operator's entries and table bytes, each view store's bytes.
+fn print_state(stores: &shopdiff_server::store::Stores) {
+    for (name, entries, bytes) in shopdiff_operators::state_size::sizes() {
+        println!(
+            "  state operator={name} entries={entries} table_mb={:.1}",
+            bytes as f64 / 1e6
+        );
+    }
+    for v in stores.iter() {
+        println!(
+            "  store view={} rows={} mb={:.1}",
+            v.def().name,
+            v.len(),
+            v.approx_bytes() as f64 / 1e6
+        );
+    }
 }
 
 fn pct(v: &mut [f64], p: f64) -> f64 {

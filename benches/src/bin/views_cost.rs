@@ -99,11 +99,11 @@ fn one(dir: &Path, view: &'static str, updates: usize, extra: &[Line]) {
                     &probe,
                 ),
                 "product_performance" => probe_of(
-                    product_performance::product_performance(lines, events),
+                    product_performance::product_performance(lines, events, &cfg),
                     &probe,
                 ),
                 "inventory" => probe_of(inventory::inventory(lines, products, cfg.tick_ms), &probe),
-                "funnel_daily" => probe_of(funnel::funnel(lines, events), &probe),
+                "funnel_daily" => probe_of(funnel::funnel(lines, events, &cfg), &probe),
                 _ => probe_of(
                     data_quality::data_quality(quality, lines, products, customers),
                     &probe,

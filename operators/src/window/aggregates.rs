@@ -117,7 +117,7 @@ where
     {
         self.sliding_window(width, start)
             .map(|(k, _)| k)
-            .sum_by_key()
+            .sum_by_key("WindowCounts")
             .map(|(k, n)| (k, n as i64))
     }
 
@@ -136,7 +136,7 @@ where
                 let cents = amount(&v) as isize;
                 Some((k, (1isize, cents)))
             })
-            .sum_by_key()
+            .sum_by_key("WindowSums")
             // A zero record count with a non-zero sum only comes from retractions of records
             // that were never inserted; such keys have no window and no row.
             .flat_map(|(k, (records, sum))| (records > 0).then_some((k, sum as i64)))

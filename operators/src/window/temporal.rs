@@ -76,6 +76,7 @@ impl<'scope, D: Data, R: Abelian + 'static> TemporalFilter<'scope, D, R>
         type Builder<D, R> = CapacityContainerBuilder<Vec<(D, u64, R)>>;
         self.inner
             .unary_frontier::<Builder<D, R>, _, _, _>(Pipeline, "TemporalFilter", |_, _| {
+                let gauge = crate::state_size::gauge("TemporalFilter");
                 let mut pending = Pending::<D, R>::default();
                 move |(input, frontier), output| {
                     let port = output.output_index();
@@ -130,9 +131,15 @@ impl<'scope, D: Data, R: Abelian + 'static> TemporalFilter<'scope, D, R>
                         .is_some_and(|first| reached.is_none_or(|f| *first <= f));
                     if let (true, Some(cap)) = (ready, pending.cap.as_ref()) {
                         let mut session = output.session(cap);
-                        release(&mut pending.by_time, reached, |update| session.give(update));
+                        let left = release(&mut pending.by_time, reached, |u| session.give(u));
+                        pending.parked -= left;
                     }
                     pending.downgrade();
+                    // a parked update's vector slot, plus a tree node per waiting time
+                    let slot = std::mem::size_of::<(D, R)>();
+                    let node = std::mem::size_of::<(u64, Vec<(D, R)>)>() + 16;
+                    let bytes = pending.parked * slot + pending.by_time.len() * node;
+                    gauge.set(pending.parked, bytes);
                 }
             })
             .as_collection()
@@ -173,6 +180,8 @@ fn negated<R: Abelian>(r: &R) -> R {
 struct Pending<D, R> {
     by_time: BTreeMap<u64, Vec<(D, R)>>,
     cap: Option<Capability<u64>>,
+    /// Updates parked in `by_time`.
+    parked: usize,
 }
 
 impl<D, R> Default for Pending<D, R> {
@@ -180,12 +189,14 @@ impl<D, R> Default for Pending<D, R> {
         Self {
             by_time: BTreeMap::new(),
             cap: None,
+            parked: 0,
         }
     }
 }
 
 impl<D: Data, R: Abelian + 'static> Pending<D, R> {
     fn push(&mut self, time: u64, d: D, r: R) {
+        self.parked += 1;
         self.by_time.entry(time).or_default().push((d, r));
     }
 
@@ -211,19 +222,23 @@ impl<D: Data, R: Abelian + 'static> Pending<D, R> {
 
 /// Hands out, consolidated, every update at a time not beyond `reached` (all of them when the
 /// input is complete, `reached == None`).
+/// Returns how many parked updates left.
 fn release<D: Data, R: Abelian>(
     by_time: &mut BTreeMap<u64, Vec<(D, R)>>,
     reached: Option<u64>,
     mut give: impl FnMut((D, u64, R)),
-) {
+) -> usize {
+    let mut left = 0;
     while let Some(entry) = by_time.first_entry() {
         if reached.is_some_and(|f| *entry.key() > f) {
             break;
         }
         let (time, mut updates) = entry.remove_entry();
+        left += updates.len();
         consolidate(&mut updates);
         for (d, r) in updates {
             give((d, time, r));
         }
     }
+    left
 }
