@@ -274,6 +274,11 @@ pub struct RunArgs {
     /// Stop after this many seconds (default: run until Ctrl-C).
     #[arg(long)]
     pub exit_after: Option<f64>,
+    /// When the source or a sink fails for good: `exit` (the default) stops with a non-zero
+    /// code so that a supervisor restarts the job; `serve` keeps serving the last `as_of`
+    /// with `/health` 503 naming the failed part.
+    #[arg(long, value_enum)]
+    pub on_failure: Option<crate::health::OnFailure>,
     /// Serve HTTPS with this PEM certificate chain (with --tls-key).
     #[arg(long)]
     pub tls_cert: Option<PathBuf>,
@@ -329,6 +334,7 @@ struct RunFile {
     history_ms: Option<u64>,
     subscriber_buffer: Option<usize>,
     exit_after: Option<f64>,
+    on_failure: Option<crate::health::OnFailure>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     processes: Option<usize>,
@@ -398,6 +404,7 @@ fn merge_run_file(a: &RunArgs) -> anyhow::Result<RunArgs> {
         history_ms: a.history_ms.or(f.history_ms),
         subscriber_buffer: a.subscriber_buffer.or(f.subscriber_buffer),
         exit_after: a.exit_after.or(f.exit_after),
+        on_failure: a.on_failure.or(f.on_failure),
         tls_cert: a.tls_cert.clone().or(f.tls_cert),
         tls_key: a.tls_key.clone().or(f.tls_key),
         cluster: a.cluster.or(&crate::cli_cluster::ClusterArgs {
@@ -584,6 +591,7 @@ pub fn run_config(a: &RunArgs) -> anyhow::Result<crate::live::RunConfig> {
         },
         flush_ms: a.flush_ms.unwrap_or(100),
         exit_after: a.exit_after.map(std::time::Duration::from_secs_f64),
+        on_failure: a.on_failure.unwrap_or_default(),
         progress: true,
         cluster: a.cluster.config()?,
     })

@@ -32,6 +32,8 @@ pub const DASHBOARD_HTML: &str = include_str!("../assets/dashboard.html");
 /// Everything a request handler needs.
 pub struct AppState {
     pub stores: Stores,
+    /// The job's parts (source, sink, alerts): one that failed turns `/health` to 503.
+    pub health: Arc<crate::health::Health>,
     pub metrics: Arc<Metrics>,
     pub auth: Auth,
     /// Events buffered per subscriber before it is disconnected as too slow.
@@ -293,6 +295,56 @@ fn not_ready(stores: &Stores) -> String {
         Some(n) => format!("no as_of is complete yet ({n}); retry shortly (see /ready)"),
         None => "no as_of is complete yet; retry shortly (see /ready)".into(),
     }
+}
+
+/// `/health` and `/ready` once a part of the job failed: 503 naming the part, so that a
+/// supervisor sees a stopped source or sink at once rather than a frozen `as_of`.
+fn part_down(part: &str, why: &str) -> Resp {
+    json_resp(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!(
+            "{{\"status\":\"down\",\"ready\":false,\"part\":{},\"error\":{}}}",
+            serde_json::Value::from(part),
+            serde_json::Value::from(format!(
+                "the {part} failed: {why}; the as_of no longer moves (see /v1/status)"
+            ))
+        ),
+    )
+}
+
+/// `GET /v1/status`: every part's state, the engine's and the current `as_of`.
+fn status(state: &AppState) -> Resp {
+    let parts: Vec<serde_json::Value> = state
+        .health
+        .parts()
+        .into_iter()
+        .map(|p| {
+            let mut o = serde_json::json!({
+                "part": p.part,
+                "kind": p.kind,
+                "state": p.state.label(),
+                "for_s": p.for_s,
+            });
+            match &p.state {
+                crate::health::PartState::Failed { error } => o["error"] = error.clone().into(),
+                crate::health::PartState::Retrying { error, attempt } => {
+                    o["error"] = error.clone().into();
+                    o["attempt"] = (*attempt).into();
+                }
+                _ => {}
+            }
+            o
+        })
+        .collect();
+    let body = serde_json::json!({
+        "as_of": state.stores.as_of(),
+        "engine": match state.stores.failure() {
+            None => serde_json::json!({"state": "running"}),
+            Some(why) => serde_json::json!({"state": "failed", "error": why}),
+        },
+        "parts": parts,
+    });
+    json_resp(StatusCode::OK, body.to_string())
 }
 
 /// `/health` (and every data route once the engine has failed): 200 while the engine runs,
@@ -718,8 +770,23 @@ fn dispatch(
                 DASHBOARD_HTML.into(),
             ),
         ),
+        ["health"] | ["ready"]
+            if state.stores.failure().is_none() && state.health.failed().is_some() =>
+        {
+            let (part, why) = state.health.failed().unwrap_or_default();
+            let route = if segs[0] == "health" {
+                "health"
+            } else {
+                "ready"
+            };
+            (route, part_down(part, &why))
+        }
         ["health"] => ("health", health(&state.stores)),
         ["ready"] if state.stores.failure().is_some() => ("ready", health(&state.stores)),
+        ["v1", "status"] => match state.auth.check_any(tok) {
+            Err(d) => ("status", denied(d)),
+            Ok(()) => ("status", status(state)),
+        },
         ["v1", "views", _] | ["v1", "views", _, "subscribe"] | ["v1", "query"]
             if state.stores.failure().is_some() =>
         {
@@ -748,7 +815,7 @@ fn dispatch(
                 text(
                     StatusCode::OK,
                     "text/plain; version=0.0.4",
-                    state.metrics.render(&state.stores),
+                    state.metrics.render(&state.stores, &state.health),
                 ),
             ),
         },

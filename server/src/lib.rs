@@ -9,6 +9,7 @@ pub mod cli_cluster;
 pub mod cli_kafka;
 pub mod cli_pg;
 pub mod cluster;
+pub mod health;
 pub mod http;
 pub mod kafka_driver;
 pub mod live;

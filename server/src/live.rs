@@ -49,6 +49,8 @@ pub struct RunConfig {
     pub flush_ms: u64,
     /// Stop after this long (tests, demos); `None`: until Ctrl-C.
     pub exit_after: Option<Duration>,
+    /// What `run` does when the source or a sink fails.
+    pub on_failure: crate::health::OnFailure,
     /// Print progress lines to stderr every so often.
     pub progress: bool,
     /// Take the tables from PostgreSQL by CDC instead of the source's own.
@@ -122,8 +124,10 @@ impl Job {
             cfg.history,
         )?);
         let metrics = Arc::new(Metrics::default());
+        let health = crate::health::Health::new();
         let state = Arc::new(AppState {
             stores: engine.stores().clone(),
+            health: health.clone(),
             metrics: metrics.clone(),
             auth: cfg.auth.clone(),
             subscriber_buffer: cfg.subscriber_buffer,
@@ -131,7 +135,12 @@ impl Job {
         // the sink listens before the first advance, so it sees every change
         let sink = match cfg.sink.as_ref().filter(|_| cfg.reads_sources()) {
             Some(c) => {
-                let task = crate::sink_task::SinkTask::start(c.clone(), engine.stores().clone())?;
+                health.register("sink", "parquet");
+                let task = crate::sink_task::SinkTask::start(
+                    c.clone(),
+                    engine.stores().clone(),
+                    health.clone(),
+                )?;
                 if let Some(c) = task.committed_as_of() {
                     engine.keep_exact(c);
                 }
@@ -147,11 +156,24 @@ impl Job {
         };
         let stop = Arc::new(AtomicBool::new(false));
         let feeder = if cfg.reads_events() {
+            let kind = match (&cfg.source, cfg.postgres.is_some()) {
+                (EventSource::Generator { .. }, false) => "generator",
+                (EventSource::Generator { .. }, true) => "generator+postgres",
+                (EventSource::Replay { .. }, false) => "replay",
+                (EventSource::Replay { .. }, true) => "replay+postgres",
+                (EventSource::Kafka(_), false) => "kafka",
+                (EventSource::Kafka(_), true) => "kafka+postgres",
+            };
+            health.register("source", kind);
             let (engine, stop, cfg) = (engine.clone(), stop.clone(), cfg.clone());
+            let health = health.clone();
             Some(
                 std::thread::Builder::new()
                     .name("source".into())
-                    .spawn(move || feed(&cfg, &engine, &metrics, &stop))
+                    .spawn(move || {
+                        let part = crate::health::PartGuard::new(health, "source");
+                        part.finish(feed(&cfg, &engine, &metrics, &stop))
+                    })
                     .map_err(|e| format!("cannot start the source thread: {e}"))?,
             )
         } else {
@@ -483,7 +505,7 @@ pub fn run(cfg: RunConfig) -> anyhow::Result<()> {
     let wait = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    wait.block_on(async {
+    let outcome = wait.block_on(async {
         let exit_after = async {
             match cfg.exit_after {
                 Some(d) => tokio::time::sleep(d).await,
@@ -499,12 +521,30 @@ pub fn run(cfg: RunConfig) -> anyhow::Result<()> {
                 Err(_) => std::future::pending().await,
             }
         };
+        // a part that fails ends the run (unless told to keep serving)
+        let health = served.job.state.health.clone();
+        let failed = async {
+            if cfg.on_failure == crate::health::OnFailure::Serve {
+                return std::future::pending().await;
+            }
+            loop {
+                if let Some(f) = health.failed() {
+                    return f;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        };
         tokio::select! {
-            _ = exit_after => {}
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term => {}
+            _ = exit_after => None,
+            _ = tokio::signal::ctrl_c() => None,
+            _ = term => None,
+            f = failed => Some(f),
         }
     });
     eprintln!("stopping");
-    served.stop().map_err(anyhow::Error::msg)
+    let stopped = served.stop();
+    if let Some((part, why)) = outcome {
+        anyhow::bail!("the {part} failed: {why} (--on-failure serve keeps serving instead)");
+    }
+    stopped.map_err(anyhow::Error::msg)
 }

@@ -128,7 +128,7 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition.
-    pub fn render(&self, stores: &Stores) -> String {
+    pub fn render(&self, stores: &Stores, health: &crate::health::Health) -> String {
         let mut o = String::new();
         let _ = writeln!(
             o,
@@ -283,6 +283,32 @@ impl Metrics {
             "Approximate bytes of a view's served state.",
             &|v| v.approx_bytes().to_string(),
         );
+        let parts = health.parts();
+        for (metric, help, which) in [
+            (
+                "shopdiff_source_up",
+                "1 while the job's event source runs (or finished its files), 0 once it failed.",
+                "source",
+            ),
+            (
+                "shopdiff_sink_up",
+                "1 while a sink (Parquet lake, alerts topic) works, 0 once it failed.",
+                "sink",
+            ),
+        ] {
+            let _ = writeln!(o, "# HELP {metric} {help}");
+            let _ = writeln!(o, "# TYPE {metric} gauge");
+            for p in parts.iter().filter(|p| p.part.starts_with(which)) {
+                let label = &metric["shopdiff_".len()..metric.len() - "_up".len()];
+                let _ = writeln!(
+                    o,
+                    "{metric}{{{label}=\"{}\",state=\"{}\"}} {}",
+                    p.kind,
+                    p.state.label(),
+                    u8::from(p.state.up())
+                );
+            }
+        }
         let state = shopdiff_operators::state_size::sizes();
         for (metric, help, pick) in [
             (

@@ -105,7 +105,11 @@ pub struct SinkTask {
 
 impl SinkTask {
     /// Opens the sink (an error here names the target) and starts following `stores`.
-    pub fn start(cfg: SinkConfig, stores: Stores) -> Result<SinkTask, String> {
+    pub fn start(
+        cfg: SinkConfig,
+        stores: Stores,
+        health: Arc<crate::health::Health>,
+    ) -> Result<SinkTask, String> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -120,7 +124,10 @@ impl SinkTask {
         let flag = stop.clone();
         let handle = std::thread::Builder::new()
             .name("sink".into())
-            .spawn(move || rt.block_on(follow(sink, rx, stores, flag)))
+            .spawn(move || {
+                let part = crate::health::PartGuard::new(health.clone(), "sink");
+                part.finish(rt.block_on(follow(sink, rx, stores, flag, &health)))
+            })
             .map_err(|e| format!("cannot start the sink thread: {e}"))?;
         Ok(SinkTask {
             committed,
@@ -213,8 +220,10 @@ async fn follow(
     rx: crossbeam_channel::Receiver<Arc<Advance>>,
     stores: Stores,
     stop: Arc<AtomicBool>,
+    health: &crate::health::Health,
 ) -> Result<(), String> {
     let mut resume_from = sink.committed_as_of();
+    let mut failures = 0u32;
     let mut since_compaction = 0usize;
     loop {
         let adv = match rx.recv_timeout(Duration::from_millis(200)) {
@@ -228,11 +237,24 @@ async fn follow(
             Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
         };
         // a failed write stays buffered in the sink and is retried with the next push
-        if let Err(e) = push_advance(&mut sink, &stores, &adv, &mut resume_from).await {
-            if e.contains("history") {
-                return Err(e);
+        match push_advance(&mut sink, &stores, &adv, &mut resume_from).await {
+            Err(e) if e.contains("history") => return Err(e),
+            Err(e) => {
+                failures += 1;
+                tracing::error!("sink: {e} (kept buffered; retried with the next as_of)");
+                health.set(
+                    "sink",
+                    crate::health::PartState::Retrying {
+                        error: e,
+                        attempt: failures,
+                    },
+                );
             }
-            tracing::error!("sink: {e} (kept buffered; retried with the next as_of)");
+            Ok(()) if failures > 0 => {
+                failures = 0;
+                health.set("sink", crate::health::PartState::Running);
+            }
+            Ok(()) => {}
         }
         since_compaction += 1;
         if since_compaction >= 10_000 {

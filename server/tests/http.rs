@@ -31,6 +31,7 @@ fn config(source: EventSource, auth: Auth) -> RunConfig {
         sink: None,
         flush_ms: 20,
         exit_after: None,
+        on_failure: shopdiff_server::health::OnFailure::Exit,
         progress: false,
     }
 }
@@ -542,4 +543,49 @@ fn https_with_certificate_files() {
     let (st, _) = std::panic::catch_unwind(|| get(s.addr, "/health")).unwrap_or((0, String::new()));
     assert_ne!(st, 200);
     s.stop().unwrap();
+}
+
+/// A source that stops (here a replay whose directory does not exist, found by the source
+/// thread) is seen at once: `/health` and `/ready` answer 503 naming it, `/v1/status` gives
+/// its error, `/metrics` has `shopdiff_source_up 0`; no frozen `as_of` behind a 200.
+#[test]
+fn a_failed_source_turns_health_to_503_naming_it() {
+    let source = EventSource::Replay {
+        dir: PathBuf::from("/nonexistent/shopdiff-stream"),
+        batch: 500,
+    };
+    let s = Served::start(&config(source, Auth::open())).unwrap();
+    let addr = s.addr;
+    let failed = s.job.state.health.wait_failed(Duration::from_secs(30));
+    let (part, why) = failed.expect("the source should have failed");
+    assert_eq!(part, "source");
+    assert!(why.contains("/nonexistent/shopdiff-stream"), "{why}");
+    for route in ["/health", "/ready"] {
+        let (status, body) = get(addr, route);
+        assert_eq!(status, 503, "{route}: {body}");
+        let j: J = serde_json::from_str(&body).unwrap();
+        assert_eq!(j["part"], "source", "{body}");
+        assert!(
+            j["error"].as_str().unwrap().contains("nonexistent"),
+            "{body}"
+        );
+    }
+    let (status, body) = get(addr, "/v1/status");
+    assert_eq!(status, 200, "{body}");
+    let j: J = serde_json::from_str(&body).unwrap();
+    let src = j["parts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["part"] == "source")
+        .expect("the source in /v1/status")
+        .clone();
+    assert_eq!(src["state"], "failed", "{body}");
+    assert_eq!(src["kind"], "replay", "{body}");
+    let (_, metrics) = get(addr, "/metrics");
+    assert!(
+        metrics.contains("shopdiff_source_up{source=\"replay\",state=\"failed\"} 0"),
+        "{metrics}"
+    );
+    assert!(s.stop().is_err(), "stop returns the source's error");
 }

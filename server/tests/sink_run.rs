@@ -43,6 +43,7 @@ fn config(stream: &Path, batch: usize, lake: &Path) -> RunConfig {
         sink: Some(sink),
         flush_ms: 20,
         exit_after: None,
+        on_failure: shopdiff_server::health::OnFailure::Exit,
         progress: false,
     }
 }

@@ -124,6 +124,7 @@ fn reads(args: &[String]) -> anyhow::Result<()> {
     let state = Arc::new(AppState {
         stores: stores.clone(),
         metrics: Arc::new(Metrics::default()),
+        health: shopdiff_server::health::Health::new(),
         auth: Auth::open(),
         subscriber_buffer: 1024,
     });
@@ -225,6 +226,7 @@ fn freshness(args: &[String]) -> anyhow::Result<()> {
     let state = Arc::new(AppState {
         stores: engine.stores().clone(),
         metrics: Arc::new(Metrics::default()),
+        health: shopdiff_server::health::Health::new(),
         auth: Auth::open(),
         subscriber_buffer: 4096,
     });
