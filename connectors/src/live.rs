@@ -137,6 +137,8 @@ pub struct LiveGenerator {
     next: Option<GenItem>,
     sim_start: Ms,
     speed: f64,
+    /// Simulated time fed at once, before the pacing starts (history for a demo).
+    backfill: Ms,
 }
 
 impl LiveGenerator {
@@ -163,12 +165,19 @@ impl LiveGenerator {
             next,
             sim_start: cfg.start,
             speed: speed.max(1e-6),
+            backfill: 0,
         })
+    }
+
+    /// Makes the first `ms` of simulated time due at once: a generator started `ms` before
+    /// the wall clock feeds that history as fast as the engine takes it, then goes on paced.
+    pub fn backfill(&mut self, ms: u64) {
+        self.backfill = ms.min(i64::MAX as u64) as Ms;
     }
 
     /// The simulated time at `elapsed_ms` of wall time since the start.
     pub fn sim_time(&self, elapsed_ms: u64) -> Ms {
-        self.sim_start + (elapsed_ms as f64 * self.speed) as Ms
+        self.sim_start + self.backfill + (elapsed_ms as f64 * self.speed) as Ms
     }
 
     /// Feeds every item due by `elapsed_ms` of wall time (at most `max` of them); returns how
@@ -178,6 +187,8 @@ impl LiveGenerator {
         // the simulated clock, not the wall clock, decides what is `future`
         feeder.set_reference(now);
         let mut n = 0;
+        // how far the feed got: `now` unless `max` items stopped it short (a backfill)
+        let mut reached = now;
         while n < max {
             let Some(item) = self.next.take() else {
                 return if n == 0 { None } else { Some(n) };
@@ -186,6 +197,7 @@ impl LiveGenerator {
                 self.next = Some(item);
                 break;
             }
+            reached = item.sent;
             match item.stream {
                 GenStream::Transactions => feeder.record(Stream::Transactions, &item.json),
                 GenStream::Behavior => feeder.record(Stream::Behavior, &item.json),
@@ -195,7 +207,11 @@ impl LiveGenerator {
             n += 1;
             self.next = self.gen.next();
         }
-        feeder.clock(now);
+        if n < max || self.next.as_ref().is_none_or(|i| i.sent > now) {
+            reached = now;
+        }
+        // the clock moves only as far as what was fed: items still due must not be late
+        feeder.clock(reached);
         Some(n)
     }
 }

@@ -236,6 +236,11 @@ pub struct RunArgs {
     /// Live generator: stop after this many records (default: practically never).
     #[arg(long)]
     pub records: Option<u64>,
+    /// Live generator: start this many simulated days in the past and feed them at once, so
+    /// the views open on a shop's history (default 0; `scripts/run.sh` uses 30). Without
+    /// `--volume`, the volume is then a shop's (about 1.6 records per user and day).
+    #[arg(long)]
+    pub backfill_days: Option<f64>,
     /// Tick length in milliseconds (default 1000).
     #[arg(long)]
     pub tick_ms: Option<u64>,
@@ -322,6 +327,7 @@ struct RunFile {
     anomaly_rate: Option<f64>,
     bad_rate: Option<f64>,
     records: Option<u64>,
+    backfill_days: Option<f64>,
     tick_ms: Option<u64>,
     lateness_ms: Option<u64>,
     max_future_ms: Option<u64>,
@@ -388,6 +394,7 @@ fn merge_run_file(a: &RunArgs) -> anyhow::Result<RunArgs> {
         anomaly_rate: a.anomaly_rate.or(f.anomaly_rate),
         bad_rate: a.bad_rate.or(f.bad_rate),
         records: a.records.or(f.records),
+        backfill_days: a.backfill_days.or(f.backfill_days),
         tick_ms: a.tick_ms.or(f.tick_ms),
         lateness_ms: a.lateness_ms.or(f.lateness_ms),
         max_future_ms: a.max_future_ms.or(f.max_future_ms),
@@ -526,13 +533,32 @@ pub fn run_config(a: &RunArgs) -> anyhow::Result<crate::live::RunConfig> {
             batch: a.batch.unwrap_or(20_000),
         },
         (None, None) => {
+            let backfill_days = a.backfill_days.unwrap_or(0.0);
+            if !(0.0..=366.0).contains(&backfill_days) {
+                anyhow::bail!("--backfill-days {backfill_days}: give 0 to 366 days");
+            }
+            let backfill_ms = (backfill_days * 86_400_000.0) as u64;
+            let start = crate::live::wall_ms() - backfill_ms as i64;
+            let users = a.users.unwrap_or(10_000);
+            let volume = match a.volume {
+                Some(v) => v,
+                // a shop's volume over the backfill, the same after it
+                None if backfill_ms > 0 => GenConfig::volume_for_days(
+                    start,
+                    backfill_days,
+                    (users as f64
+                        * shopdiff_connectors::generator::RECORDS_PER_CUSTOMER_DAY
+                        * backfill_days) as u64,
+                ),
+                None => 1.0,
+            };
             let gen = GenConfig {
                 seed: a.seed.unwrap_or(42),
-                users: a.users.unwrap_or(10_000),
+                users,
                 products: a.products.unwrap_or(1_000),
-                start: crate::live::wall_ms(),
+                start,
                 records: a.records.unwrap_or(1_000_000_000),
-                volume: a.volume.unwrap_or(1.0),
+                volume,
                 anomaly_rate: a.anomaly_rate.unwrap_or(0.002),
                 bad_rate: a.bad_rate.unwrap_or(0.001),
                 ..GenConfig::default()
@@ -541,6 +567,7 @@ pub fn run_config(a: &RunArgs) -> anyhow::Result<crate::live::RunConfig> {
                 .map_err(|e| anyhow::anyhow!("generator settings: {e}"))?;
             EventSource::Generator {
                 gen,
+                backfill_ms,
                 speed: a.speed.unwrap_or(60.0),
             }
         }

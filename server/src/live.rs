@@ -24,8 +24,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 /// Where the events come from.
 #[derive(Debug, Clone)]
 pub enum EventSource {
-    /// The built-in generator, paced by the wall clock at `speed` times the seed's volumes.
-    Generator { gen: GenConfig, speed: f64 },
+    /// The built-in generator, paced by the wall clock at `speed` times the seed's volumes;
+    /// its first `backfill_ms` of simulated time (from `gen.start`) are fed at once, as history.
+    Generator {
+        gen: GenConfig,
+        speed: f64,
+        backfill_ms: u64,
+    },
     /// A recorded stream, replayed as fast as possible; the server keeps serving after it.
     Replay { dir: PathBuf, batch: usize },
     /// The Kafka topics (tables from `tables_dir` in its config, or PostgreSQL).
@@ -374,9 +379,20 @@ fn feed(
             let _ = source.flush(Duration::from_secs(10));
             Ok(())
         }
-        EventSource::Generator { gen, speed } => {
+        EventSource::Generator {
+            gen,
+            speed,
+            backfill_ms,
+        } => {
             let mut feeder = Feeder::new(cfg.time);
             let mut live = LiveGenerator::new(gen, *speed, cdc.is_none(), &mut feeder)?;
+            live.backfill(*backfill_ms);
+            if *backfill_ms > 0 && cfg.progress {
+                eprintln!(
+                    "live: backfilling {:.1} simulated days of history, then live at {speed}x",
+                    *backfill_ms as f64 / 86_400_000.0
+                );
+            }
             let wall0 = Instant::now();
             let mut last_report = Instant::now();
             let flush = Duration::from_millis(cfg.flush_ms.max(1));

@@ -48,6 +48,7 @@ fn live(speed: f64) -> EventSource {
             ..GenConfig::default()
         },
         speed,
+        backfill_ms: 0,
     }
 }
 
@@ -588,4 +589,68 @@ fn a_failed_source_turns_health_to_503_naming_it() {
         "{metrics}"
     );
     assert!(s.stop().is_err(), "stop returns the source's error");
+}
+
+/// The live demo opens on a shop's history: with 30 backfilled days the views show, within
+/// 15 s of the start, all six segments, cohorts of three months or more with offsets of two
+/// or more, a week of funnel days and fraud alerts, and nothing of the backfill is late.
+#[test]
+fn a_backfilled_live_run_opens_on_a_month_of_history() {
+    let day = 86_400_000u64;
+    let start = wall_ms() - 30 * day as i64;
+    let users = 3_000;
+    let gen = GenConfig {
+        start,
+        records: 50_000_000,
+        users,
+        products: 300,
+        anomaly_rate: 0.01,
+        bad_rate: 0.002,
+        volume: GenConfig::volume_for_days(start, 30.0, users as u64 * 47),
+        ..GenConfig::default()
+    };
+    let source = EventSource::Generator {
+        gen,
+        speed: 60.0,
+        backfill_ms: 30 * day,
+    };
+    let t0 = Instant::now();
+    let s = Served::start(&config(source, Auth::open())).unwrap();
+    let addr = s.addr;
+    wait_ready(addr);
+    let rows = |view: &str| -> Vec<J> {
+        get_json(addr, &format!("/v1/views/{view}?limit=100000"))["rows"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    };
+    let shown = loop {
+        let segments = rows("rfm_segments").len();
+        let cohorts = rows("cohorts");
+        let months: std::collections::BTreeSet<String> = cohorts
+            .iter()
+            .filter(|r| r["month_offset"].as_i64() >= Some(2))
+            .map(|r| r["cohort_month"].to_string())
+            .collect();
+        let days = rows("funnel_daily").len();
+        let alerts = rows("fraud_alerts").len();
+        let done = segments == 6 && months.len() >= 3 && days >= 7 && alerts > 0;
+        if done || t0.elapsed() > Duration::from_secs(15) {
+            break (segments, months.len(), days, alerts, done);
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    assert!(
+        shown.4,
+        "after {:?}: (segments, cohort months with offset >= 2, funnel days, alerts) = {shown:?}",
+        t0.elapsed()
+    );
+    let quality = rows("data_quality");
+    let late: i64 = quality
+        .iter()
+        .filter(|r| r["reason"] == "late" || r["reason"] == "too_late")
+        .filter_map(|r| r["records"].as_i64())
+        .sum();
+    assert_eq!(late, 0, "{quality:?}");
+    s.stop().unwrap();
 }
