@@ -156,6 +156,74 @@ impl AckHandle {
     }
 }
 
+/// Where a `postgres://user:password@host/db` URL's password is: the byte range of it.
+fn password_range(url: &str) -> Option<(usize, usize)> {
+    let scheme_end = url.find("://")? + 3;
+    let rest = &url[scheme_end..];
+    let at = rest.find('@')?;
+    let userinfo = &rest[..at];
+    if userinfo.contains('/') {
+        return None;
+    }
+    let colon = userinfo.find(':')?;
+    Some((scheme_end + colon + 1, scheme_end + at))
+}
+
+/// `url` with its password, if any, replaced by `***` (URL form, or `password=` in the
+/// key-value form), for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    if let Some((a, b)) = password_range(url) {
+        return format!("{}***{}", &url[..a], &url[b..]);
+    }
+    url.split_whitespace()
+        .map(|kv| {
+            if kv.starts_with("password=") {
+                "password=***".to_string()
+            } else {
+                kv.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `url` with `password` put in (percent-encoded) when the URL has none; a URL that has one
+/// keeps it.
+pub fn with_password(url: &str, password: &str) -> String {
+    if password_range(url).is_some() {
+        return url.to_string();
+    }
+    let encoded: String = password
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    if let Some(scheme_end) = url.find("://").map(|i| i + 3) {
+        let rest = &url[scheme_end..];
+        return match rest.find('@').filter(|&at| !rest[..at].contains('/')) {
+            Some(at) => format!(
+                "{}{}:{encoded}@{}",
+                &url[..scheme_end],
+                &rest[..at],
+                &rest[at + 1..]
+            ),
+            // no user: libpq's default user, with this password
+            None => url.to_string(),
+        };
+    }
+    // key-value form
+    if url.split_whitespace().any(|kv| kv.starts_with("password=")) {
+        url.to_string()
+    } else {
+        format!("{url} password='{}'", password.replace('\'', "\\'"))
+    }
+}
+
 /// Why the CDC source cannot start or cannot go on.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CdcError {

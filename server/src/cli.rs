@@ -164,6 +164,10 @@ pub struct RunArgs {
     /// (`security.protocol=SASL_SSL`, `sasl.mechanism=PLAIN`, `sasl.username=...`; repeatable).
     #[arg(long = "kafka-option")]
     pub kafka_options: Vec<String>,
+    /// Kafka: a file of client properties, one `KEY=VALUE` per line (credentials stay out of
+    /// `ps`; `#` starts a comment).
+    #[arg(long)]
+    pub kafka_option_file: Option<PathBuf>,
     /// Kafka: the transactions topic (default transactions).
     #[arg(long)]
     pub transactions_topic: Option<String>,
@@ -186,6 +190,9 @@ pub struct RunArgs {
     /// Read the tables from PostgreSQL by logical replication (snapshot, then changes).
     #[arg(long)]
     pub postgres: Option<String>,
+    /// The PostgreSQL password, read from this file (else `PGPASSWORD`) when the URL has none.
+    #[arg(long)]
+    pub postgres_password_file: Option<PathBuf>,
     /// PostgreSQL replication slot (default shopdiff).
     #[arg(long)]
     pub pg_slot: Option<String>,
@@ -267,6 +274,9 @@ pub struct RunArgs {
     /// A bearer token and its scopes, `TOKEN=view,view,metrics` or `TOKEN=*` (repeatable; also SHOPDIFF_TOKENS).
     #[arg(long = "token")]
     pub tokens: Vec<String>,
+    /// A file of bearer tokens, one `TOKEN=SCOPES` per line (tokens stay out of `ps`).
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
     /// Serve without tokens even on a non-loopback address.
     #[arg(long)]
     pub allow_anonymous: bool,
@@ -304,6 +314,7 @@ struct RunFile {
     kafka_group: Option<String>,
     kafka_idle_ms: Option<u64>,
     kafka_options: Option<Vec<String>>,
+    kafka_option_file: Option<PathBuf>,
     transactions_topic: Option<String>,
     behavior_topic: Option<String>,
     dead_letters_topic: Option<String>,
@@ -311,6 +322,7 @@ struct RunFile {
     no_alerts: Option<bool>,
     tables: Option<PathBuf>,
     postgres: Option<String>,
+    postgres_password_file: Option<PathBuf>,
     pg_slot: Option<String>,
     pg_publication: Option<String>,
     pg_resnapshot: Option<bool>,
@@ -336,6 +348,7 @@ struct RunFile {
     flush_ms: Option<u64>,
     fraud_config: Option<PathBuf>,
     tokens: Option<Vec<String>>,
+    token_file: Option<PathBuf>,
     allow_anonymous: Option<bool>,
     history_ms: Option<u64>,
     subscriber_buffer: Option<usize>,
@@ -378,6 +391,12 @@ fn merge_run_file(a: &RunArgs) -> anyhow::Result<RunArgs> {
         no_alerts: a.no_alerts || f.no_alerts.unwrap_or(false),
         tables: a.tables.clone().or(f.tables),
         postgres: a.postgres.clone().or(f.postgres),
+        postgres_password_file: a
+            .postgres_password_file
+            .clone()
+            .or(f.postgres_password_file),
+        kafka_option_file: a.kafka_option_file.clone().or(f.kafka_option_file),
+        token_file: a.token_file.clone().or(f.token_file),
         pg_slot: a.pg_slot.clone().or(f.pg_slot),
         pg_publication: a.pg_publication.clone().or(f.pg_publication),
         pg_resnapshot: a.pg_resnapshot || f.pg_resnapshot.unwrap_or(false),
@@ -454,7 +473,11 @@ pub fn run_config(a: &RunArgs) -> anyhow::Result<crate::live::RunConfig> {
         .parse()
         .map_err(|e| anyhow::anyhow!("--http {http}: not an address like 127.0.0.1:8080: {e}"))?;
     let mut tokens = Vec::new();
-    for t in &a.tokens {
+    let from_file = match &a.token_file {
+        Some(p) => crate::secrets::read_lines(p)?,
+        None => Vec::new(),
+    };
+    for t in a.tokens.iter().chain(&from_file) {
         tokens.extend(crate::auth::parse_tokens(t).map_err(|e| anyhow::anyhow!("--token: {e}"))?);
     }
     if let Ok(env) = std::env::var("SHOPDIFF_TOKENS") {
@@ -507,7 +530,11 @@ pub fn run_config(a: &RunArgs) -> anyhow::Result<crate::live::RunConfig> {
             if let Some(n) = a.batch {
                 k.batch_records = n.max(1);
             }
-            k.options = crate::cli_kafka::parse_options(&a.kafka_options)?;
+            let mut opts = a.kafka_options.clone();
+            if let Some(p) = &a.kafka_option_file {
+                opts.extend(crate::secrets::read_lines(p)?);
+            }
+            k.options = crate::cli_kafka::parse_options(&opts)?;
             if let Some(t) = &a.transactions_topic {
                 k.transactions_topic = t.clone();
             }
@@ -572,8 +599,16 @@ pub fn run_config(a: &RunArgs) -> anyhow::Result<crate::live::RunConfig> {
             }
         }
     };
+    let password = match &a.postgres_password_file {
+        Some(p) => Some(crate::secrets::read_file(p)?),
+        None => std::env::var("PGPASSWORD").ok().filter(|p| !p.is_empty()),
+    };
     let postgres = a.postgres.as_ref().map(|url| {
-        let mut c = shopdiff_connectors::postgres::CdcConfig::new(url);
+        let url = match &password {
+            Some(pw) => crate::secrets::with_password(url, pw),
+            None => url.clone(),
+        };
+        let mut c = shopdiff_connectors::postgres::CdcConfig::new(&url);
         if let Some(s) = &a.pg_slot {
             c.slot = s.clone();
         }

@@ -45,8 +45,9 @@ pub fn after_generate(a: &PgGenerateArgs, dir: &Path) -> anyhow::Result<()> {
         .map(|(t, n)| format!("{n} {}", t.name()))
         .collect();
     eprintln!(
-        "loaded {} into {url} ({} refused); {} changes in {} transactions",
+        "loaded {} into {} ({} refused); {} changes in {} transactions",
         rows.join(", "),
+        crate::secrets::redact_url(url),
         stats.refused,
         stats.changes,
         stats.txns

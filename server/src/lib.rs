@@ -15,6 +15,7 @@ pub mod kafka_driver;
 pub mod live;
 pub mod metrics;
 pub mod runtime;
+pub mod secrets;
 pub mod sink_task;
 pub mod store;
 

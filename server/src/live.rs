@@ -277,7 +277,7 @@ fn start_cdc(cfg: &RunConfig) -> Result<Option<crate::cdc::CdcDriver>, String> {
     {
         return Err(format!(
             "no initial snapshot from PostgreSQL ({}) within 120 s",
-            pg.url
+            crate::secrets::redact_url(&pg.url)
         ));
     }
     if cfg.progress {

@@ -654,3 +654,46 @@ fn a_backfilled_live_run_opens_on_a_month_of_history() {
     assert_eq!(late, 0, "{quality:?}");
     s.stop().unwrap();
 }
+
+/// Secrets come from files, not argv: `--token-file` (one `TOKEN=SCOPES` per line),
+/// `--kafka-option-file` (one `KEY=VALUE` per line) and `--postgres-password-file` (put in the
+/// URL, never printed back).
+#[test]
+fn secrets_from_files_stay_out_of_argv() {
+    use shopdiff_server::cli::{run_config, RunArgs};
+    use shopdiff_server::live::EventSource;
+    let dir = std::env::temp_dir().join(format!("shopdiff-secrets-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (tokens, kafka, pw) = (dir.join("tokens"), dir.join("kafka"), dir.join("pgpass"));
+    std::fs::write(&tokens, "# readers\nreader-0001=rfm\nadmin-0001=*\n").unwrap();
+    std::fs::write(&kafka, "sasl.username=shop\nsasl.password=hunter2\n").unwrap();
+    std::fs::write(&pw, "s3cr3t pw\n").unwrap();
+    let cfg = run_config(&RunArgs {
+        token_file: Some(tokens),
+        kafka: Some("127.0.0.1:1".into()),
+        kafka_option_file: Some(kafka),
+        postgres: Some("postgres://shop@127.0.0.1:5432/shop".into()),
+        postgres_password_file: Some(pw),
+        http: Some("127.0.0.1:0".into()),
+        ..RunArgs::default()
+    })
+    .expect("run config");
+    assert!(cfg.auth.check(Some("reader-0001"), "rfm").is_ok());
+    assert!(cfg.auth.check(Some("reader-0001"), "cohorts").is_err());
+    assert!(cfg.auth.check(Some("admin-0001"), "metrics").is_ok());
+    assert!(cfg.auth.check(None, "rfm").is_err());
+    let EventSource::Kafka(k) = &cfg.source else {
+        panic!("a Kafka source")
+    };
+    assert!(k
+        .options
+        .iter()
+        .any(|(key, v)| key == "sasl.password" && v == "hunter2"));
+    let pg = cfg.postgres.expect("postgres");
+    assert_eq!(pg.url, "postgres://shop:s3cr3t%20pw@127.0.0.1:5432/shop");
+    assert_eq!(
+        shopdiff_server::secrets::redact_url(&pg.url),
+        "postgres://shop:***@127.0.0.1:5432/shop"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

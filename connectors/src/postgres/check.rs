@@ -23,7 +23,7 @@ pub(crate) fn pg_message(e: &postgres::Error) -> String {
 /// Connects a plain (non-replication) session.
 pub(crate) fn connect(url: &str) -> Result<Client, CdcError> {
     Client::connect(url, NoTls).map_err(|e| CdcError::Connect {
-        url: url.to_string(),
+        url: super::redact_url(url),
         message: pg_message(&e),
     })
 }
