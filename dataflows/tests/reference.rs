@@ -1,5 +1,5 @@
 //! The reference tests: every view's dataflow against its naive batch twin, at every time of
-//! random histories, with 1, 2 and 4 workers.
+//! random histories, with 1, 2, 3 and 4 workers.
 //!
 //! A history is generated from a small random spec: a few users, products, sessions and IPs;
 //! transactions of one to three lines (sharing user and session) in bursts over two hours around
@@ -551,7 +551,7 @@ fn random_histories_4_workers() {
 
 /// A hand-made history that crosses every threshold, with a late line beyond its window, a
 /// deleted product, a customer moving months and an IP turning into Tor: compared at every time
-/// with 1, 2 and 4 workers, fed in one round and in one round per input time.
+/// with 1, 2, 3 and 4 workers, fed in one round and in one round per input time.
 #[test]
 fn scripted_history_every_rule() {
     let cfg = views_config();
@@ -634,7 +634,7 @@ fn scripted_history_every_rule() {
         5,
     ));
     let every_time: Vec<u64> = h.input_times().into_iter().filter(|t| *t > 0).collect();
-    for workers in [1, 2, 4] {
+    for workers in [1, 2, 3, 4] {
         for frontiers in [Vec::new(), every_time.clone()] {
             let out = run_views(&h, &cfg, workers, &frontiers);
             let times = critical_times(&h, &cfg, &out);

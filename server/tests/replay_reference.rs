@@ -1,5 +1,5 @@
 //! Replayed recorded streams through every view's dataflow, against the naive batch twins, with
-//! 1, 2 and 4 workers: the example stream in `examples/data/` (compared at every time at which
+//! 1, 2, 3 and 4 workers: the example stream in `examples/data/` (compared at every time at which
 //! anything changes) and a freshly generated stream of 20,000 records (compared at every batch
 //! frontier minus a tick, at the final `as_of`, once every window has expired and at about 40
 //! other times at which something changes).
@@ -69,7 +69,7 @@ fn history(batches: &[Batch]) -> (History, Vec<u64>) {
     (h, frontiers)
 }
 
-/// Runs the views over `h` with 1, 2 and 4 workers and compares at `times` plus `extra` of the
+/// Runs the views over `h` with 1, 2, 3 and 4 workers and compares at `times` plus `extra` of the
 /// times at which an input or an output changes or a window ends: all of them (`usize::MAX`) or
 /// about that many, evenly spaced.
 fn check(name: &str, h: &History, frontiers: &[u64], times: &[u64], extra: usize) {
@@ -86,7 +86,7 @@ fn check_with(
     extra: usize,
 ) {
     let cfg = *cfg;
-    for workers in [1, 2, 4] {
+    for workers in [1, 2, 3, 4] {
         let started = Instant::now();
         let out = run_views(h, &cfg, workers, frontiers);
         let ran = started.elapsed();
@@ -328,7 +328,7 @@ fn at_their_as_ofs(batches: &[Batch], tick: u64) -> Vec<Batch> {
 
 /// The views computed from batches moved to their `as_of`s equal the twins of the original
 /// records at every batch's `as_of` (the only ones published), at the final one and once
-/// every window has passed, with 1, 2 and 4 workers.
+/// every window has passed, with 1, 2, 3 and 4 workers.
 #[test]
 fn batches_computed_at_their_as_of_match_the_twins_at_every_published_as_of() {
     let tick = ViewsConfig::default().tick_ms;
@@ -364,7 +364,7 @@ fn batches_computed_at_their_as_of_match_the_twins_at_every_published_as_of() {
         assert!(nc * 2 < nf, "{name}: {nc} times of {nf}");
         let times = as_ofs(&frontiers, &stats, tick);
         let cfg = ViewsConfig::default();
-        for workers in [1, 2, 4] {
+        for workers in [1, 2, 3, 4] {
             let out = run_views(&coarse, &cfg, workers, &frontiers);
             let label = format!("{name} at the batches' as_ofs, {workers} worker(s)");
             let n = compare(&fine, &cfg, &out, &times, &label).unwrap_or_else(|e| panic!("{e}"));
