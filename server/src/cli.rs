@@ -286,6 +286,9 @@ pub struct RunArgs {
     /// Events buffered per subscriber before a slow one is disconnected (default 1024).
     #[arg(long)]
     pub subscriber_buffer: Option<usize>,
+    /// Live subscriptions at most, over every view (default 256); more get 503.
+    #[arg(long)]
+    pub max_subscribers: Option<usize>,
     /// Stop after this many seconds (default: run until Ctrl-C).
     #[arg(long)]
     pub exit_after: Option<f64>,
@@ -352,6 +355,7 @@ struct RunFile {
     allow_anonymous: Option<bool>,
     history_ms: Option<u64>,
     subscriber_buffer: Option<usize>,
+    max_subscribers: Option<usize>,
     exit_after: Option<f64>,
     on_failure: Option<crate::health::OnFailure>,
     tls_cert: Option<PathBuf>,
@@ -429,6 +433,7 @@ fn merge_run_file(a: &RunArgs) -> anyhow::Result<RunArgs> {
         allow_anonymous: a.allow_anonymous || f.allow_anonymous.unwrap_or(false),
         history_ms: a.history_ms.or(f.history_ms),
         subscriber_buffer: a.subscriber_buffer.or(f.subscriber_buffer),
+        max_subscribers: a.max_subscribers.or(f.max_subscribers),
         exit_after: a.exit_after.or(f.exit_after),
         on_failure: a.on_failure.or(f.on_failure),
         tls_cert: a.tls_cert.clone().or(f.tls_cert),
@@ -643,6 +648,7 @@ pub fn run_config(a: &RunArgs) -> anyhow::Result<crate::live::RunConfig> {
             ..Default::default()
         },
         subscriber_buffer: a.subscriber_buffer.unwrap_or(1024).max(1),
+        max_subscribers: a.max_subscribers.unwrap_or(256),
         tls: match (&a.tls_cert, &a.tls_key) {
             (Some(cert), Some(key)) => Some(crate::http::TlsFiles {
                 cert: cert.clone(),

@@ -38,7 +38,14 @@ pub struct AppState {
     pub auth: Auth,
     /// Events buffered per subscriber before it is disconnected as too slow.
     pub subscriber_buffer: usize,
+    /// Live subscriptions at most (over every view); more are refused with 503.
+    pub max_subscribers: usize,
 }
+
+/// The longest request target (path and query) served; longer ones get 414.
+pub const MAX_URL_BYTES: usize = 8192;
+/// The most query parameters a request may carry; more get 400.
+pub const MAX_PARAMS: usize = 64;
 
 type Resp = warp::reply::Response;
 
@@ -666,6 +673,19 @@ fn subscribe(state: &AppState, name: &str, q: &Params, last_event_id: Option<Str
             &format!("since={s} is after the current as_of {current} (the views are still catching up, e.g. after a restart); retry shortly with the same since"),
         );
     }
+    let live: usize = state.stores.iter().map(|v| v.subscribers()).sum();
+    if live >= state.max_subscribers {
+        let mut r = error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &format!(
+                "{live} subscriptions are open, the most this server takes (--max-subscribers {}); retry later",
+                state.max_subscribers
+            ),
+        );
+        r.headers_mut()
+            .insert("retry-after", warp::http::HeaderValue::from_static("5"));
+        return r;
+    }
     let req = SubscribeReq {
         since,
         capacity: state.subscriber_buffer,
@@ -864,7 +884,22 @@ pub fn routes(
              auth: Option<String>,
              last: Option<String>| {
                 let start = Instant::now();
+                let size = path.as_str().len() + raw.len();
                 let (route, resp) = match serde_urlencoded::from_str::<Params>(&raw) {
+                    _ if size > MAX_URL_BYTES => (
+                        "other",
+                        error(
+                            StatusCode::URI_TOO_LONG,
+                            &format!("the request target is {size} bytes; at most {MAX_URL_BYTES}"),
+                        ),
+                    ),
+                    Ok(q) if q.len() > MAX_PARAMS => (
+                        "other",
+                        error(
+                            StatusCode::BAD_REQUEST,
+                            &format!("{} query parameters; at most {MAX_PARAMS}", q.len()),
+                        ),
+                    ),
                     Ok(q) => dispatch(&state, path.as_str(), &q, auth, last),
                     Err(e) => (
                         "other",

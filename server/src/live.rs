@@ -48,6 +48,8 @@ pub struct RunConfig {
     pub auth: Auth,
     pub history: HistoryConfig,
     pub subscriber_buffer: usize,
+    /// Live subscriptions at most, over every view.
+    pub max_subscribers: usize,
     /// Serve HTTPS with these files.
     pub tls: Option<http::TlsFiles>,
     /// How often the live source cuts a batch.
@@ -136,6 +138,7 @@ impl Job {
             metrics: metrics.clone(),
             auth: cfg.auth.clone(),
             subscriber_buffer: cfg.subscriber_buffer,
+            max_subscribers: cfg.max_subscribers,
         });
         // the sink listens before the first advance, so it sees every change
         let sink = match cfg.sink.as_ref().filter(|_| cfg.reads_sources()) {

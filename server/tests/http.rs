@@ -26,6 +26,7 @@ fn config(source: EventSource, auth: Auth) -> RunConfig {
         auth,
         history: HistoryConfig::default(),
         subscriber_buffer: 1024,
+        max_subscribers: 256,
         tls: None,
         postgres: None,
         sink: None,
@@ -696,4 +697,33 @@ fn secrets_from_files_stay_out_of_argv() {
         "postgres://shop:***@127.0.0.1:5432/shop"
     );
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Each request has a cost bound before it reaches a view: a request target over 8 KiB is a
+/// 414, more than 64 query parameters a 400, and subscriptions past `max_subscribers` a 503
+/// with `Retry-After` (the open ones keep streaming).
+#[test]
+fn oversized_requests_and_too_many_subscribers_are_refused() {
+    let mut cfg = config(example_replay(), Auth::open());
+    cfg.max_subscribers = 2;
+    let s = Served::start(&cfg).unwrap();
+    let addr = s.addr;
+    wait_ready(addr);
+    wait_done(&s);
+    let long = format!("/v1/views/rfm?user_id={}", "U".repeat(9000));
+    let (status, body) = get(addr, &long);
+    assert_eq!(status, 414, "{body}");
+    let many: Vec<String> = (0..65).map(|i| format!("user_id=U{i}")).collect();
+    let (status, body) = get(addr, &format!("/v1/views/rfm?{}", many.join("&")));
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("at most 64"), "{body}");
+    assert_eq!(get(addr, "/v1/views/rfm?limit=5").0, 200);
+    let mut one = Sse::open(addr, "/v1/views/rfm_segments/subscribe");
+    let mut two = Sse::open(addr, "/v1/views/cohorts/subscribe");
+    assert_eq!(one.next().map(|e| e.0).as_deref(), Some("snapshot"));
+    assert_eq!(two.next().map(|e| e.0).as_deref(), Some("snapshot"));
+    let (status, body) = get(addr, "/v1/views/rfm/subscribe");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("--max-subscribers 2"), "{body}");
+    s.stop().unwrap();
 }

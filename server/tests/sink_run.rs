@@ -38,6 +38,7 @@ fn config(stream: &Path, batch: usize, lake: &Path) -> RunConfig {
             max_updates: 10_000_000,
         },
         subscriber_buffer: 64,
+        max_subscribers: 256,
         tls: None,
         postgres: None,
         sink: Some(sink),

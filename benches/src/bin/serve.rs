@@ -127,6 +127,7 @@ fn reads(args: &[String]) -> anyhow::Result<()> {
         health: shopdiff_server::health::Health::new(),
         auth: Auth::open(),
         subscriber_buffer: 1024,
+        max_subscribers: 256,
     });
     let (_rt, addr) = serve(state)?;
     // ingest: 10,000 changed customers per 100 ms tick
@@ -229,6 +230,7 @@ fn freshness(args: &[String]) -> anyhow::Result<()> {
         health: shopdiff_server::health::Health::new(),
         auth: Auth::open(),
         subscriber_buffer: 4096,
+        max_subscribers: 256,
     });
     let (_rt, addr) = serve(state)?;
     let start = wall_ms();
