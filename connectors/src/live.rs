@@ -37,6 +37,8 @@ pub struct Feeder {
     changes: BTreeMap<(u64, u64), Change>,
     seq: u64,
     pub stats: FeedStats,
+    /// Where rejected records go, with their reason (none by default).
+    dead: Option<crate::dead_letters::DeadLetters>,
 }
 
 impl Feeder {
@@ -47,6 +49,36 @@ impl Feeder {
             changes: BTreeMap::new(),
             seq: 0,
             stats: FeedStats::default(),
+            dead: None,
+        }
+    }
+
+    /// Writes every rejected record to `dead` (the `--dead-letters` file), with its reason and
+    /// its position among the records fed.
+    pub fn set_dead_letters(&mut self, dead: crate::dead_letters::DeadLetters) {
+        self.dead = Some(dead);
+    }
+
+    /// Writes what the dead-letter file buffered.
+    pub fn flush_dead_letters(&mut self) -> Result<(), crate::files::FileError> {
+        match &mut self.dead {
+            Some(d) => d.flush(),
+            None => Ok(()),
+        }
+    }
+
+    fn dead_letter(
+        &mut self,
+        source: shopdiff_schemas::Source,
+        rej: shopdiff_schemas::Rejection,
+        json: &str,
+    ) {
+        let n = self.stats.transactions + self.stats.behavior;
+        if let Some(d) = &mut self.dead {
+            if let Err(e) = d.write(source, rej, std::path::Path::new("generator"), n, json) {
+                tracing::error!("dead letters: {e}; no more are written");
+                self.dead = None;
+            }
         }
     }
 
@@ -81,10 +113,14 @@ impl Feeder {
             Ok(Fate::Rejected(reason)) => {
                 self.stats.rejected += 1;
                 self.ingest.rejected(stream.source(), reason, None);
+                // `future` or `too_late`: the timestamp is what is wrong
+                let rej = shopdiff_schemas::Rejection::new(reason, "timestamp");
+                self.dead_letter(stream.source(), rej, json);
             }
             Err(rej) => {
                 self.stats.rejected += 1;
                 self.ingest.rejected(stream.source(), rej.reason, None);
+                self.dead_letter(stream.source(), rej, json);
             }
         }
     }

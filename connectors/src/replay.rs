@@ -9,6 +9,7 @@
 //! the batch is cut and its frontier published. When both streams are exhausted, `as_of` is
 //! `ceil_tick` of the largest event time seen; changes dated after it are not applied.
 
+use crate::dead_letters::DeadLetters;
 use crate::files::{self, FileError, LineReader};
 use crate::ingest::{Fate, Ingest, Stream, TimeConfig};
 use crate::source::Batch;
@@ -18,7 +19,6 @@ use shopdiff_schemas::records::{is_blank, parse_behavior, parse_transaction, Eve
 use shopdiff_schemas::tables::{parse_change, parse_row, Change, Table};
 use shopdiff_schemas::time::{ceil_tick, Ms};
 use shopdiff_schemas::{Reason, Rejection, Source};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::thread;
 
@@ -445,62 +445,6 @@ fn load_changes(
     }
     out.sort_by_key(|(t, _)| *t); // stable: file order among equal times
     Ok(out)
-}
-
-/// The optional dead-letter file: one JSON object per rejected record.
-struct DeadLetters {
-    out: Option<(PathBuf, std::io::BufWriter<std::fs::File>)>,
-}
-
-impl DeadLetters {
-    fn open(path: Option<&Path>) -> Result<Self, FileError> {
-        let out = match path {
-            Some(p) => {
-                let f = std::fs::File::create(p).map_err(|source| FileError::Io {
-                    path: p.to_path_buf(),
-                    source,
-                })?;
-                Some((p.to_path_buf(), std::io::BufWriter::new(f)))
-            }
-            None => None,
-        };
-        Ok(DeadLetters { out })
-    }
-
-    fn write(
-        &mut self,
-        source: Source,
-        rej: Rejection,
-        file: &Path,
-        line: u64,
-        text: &str,
-    ) -> Result<(), FileError> {
-        let Some((path, w)) = &mut self.out else {
-            return Ok(());
-        };
-        let obj = serde_json::json!({
-            "source": source.as_str(),
-            "reason": rej.reason.as_str(),
-            "field": rej.field,
-            "file": file.display().to_string(),
-            "line": line,
-            "record": text,
-        });
-        writeln!(w, "{obj}").map_err(|source| FileError::Io {
-            path: path.clone(),
-            source,
-        })
-    }
-
-    fn flush(&mut self) -> Result<(), FileError> {
-        match &mut self.out {
-            Some((path, w)) => w.flush().map_err(|source| FileError::Io {
-                path: path.clone(),
-                source,
-            }),
-            None => Ok(()),
-        }
-    }
 }
 
 /// The tables of a recorded stream for a source that brings its events from elsewhere (Kafka):

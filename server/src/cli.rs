@@ -289,6 +289,21 @@ pub struct RunArgs {
     /// Live subscriptions at most, over every view (default 256); more get 503.
     #[arg(long)]
     pub max_subscribers: Option<usize>,
+    /// A read's deadline in ms, waiting for a reader included (default 10000); past it, 503
+    /// with Retry-After.
+    #[arg(long)]
+    pub read_timeout_ms: Option<u64>,
+    /// Reads served at once, off the HTTP reactor (default 2).
+    #[arg(long)]
+    pub readers: Option<usize>,
+    /// On a loopback --http, serve any Host header (by default only loopback names, so that
+    /// a web page cannot reach the server through DNS rebinding).
+    #[arg(long)]
+    pub any_host: bool,
+    /// Write rejected records of a replay or the live generator, with reason and position, to
+    /// this JSON Lines file (Kafka sends them to --dead-letters-topic).
+    #[arg(long)]
+    pub dead_letters: Option<PathBuf>,
     /// Stop after this many seconds (default: run until Ctrl-C).
     #[arg(long)]
     pub exit_after: Option<f64>,
@@ -356,6 +371,10 @@ struct RunFile {
     history_ms: Option<u64>,
     subscriber_buffer: Option<usize>,
     max_subscribers: Option<usize>,
+    read_timeout_ms: Option<u64>,
+    readers: Option<usize>,
+    any_host: Option<bool>,
+    dead_letters: Option<PathBuf>,
     exit_after: Option<f64>,
     on_failure: Option<crate::health::OnFailure>,
     tls_cert: Option<PathBuf>,
@@ -434,6 +453,10 @@ fn merge_run_file(a: &RunArgs) -> anyhow::Result<RunArgs> {
         history_ms: a.history_ms.or(f.history_ms),
         subscriber_buffer: a.subscriber_buffer.or(f.subscriber_buffer),
         max_subscribers: a.max_subscribers.or(f.max_subscribers),
+        read_timeout_ms: a.read_timeout_ms.or(f.read_timeout_ms),
+        readers: a.readers.or(f.readers),
+        any_host: a.any_host || f.any_host.unwrap_or(false),
+        dead_letters: a.dead_letters.clone().or(f.dead_letters),
         exit_after: a.exit_after.or(f.exit_after),
         on_failure: a.on_failure.or(f.on_failure),
         tls_cert: a.tls_cert.clone().or(f.tls_cert),
@@ -649,6 +672,10 @@ pub fn run_config(a: &RunArgs) -> anyhow::Result<crate::live::RunConfig> {
         },
         subscriber_buffer: a.subscriber_buffer.unwrap_or(1024).max(1),
         max_subscribers: a.max_subscribers.unwrap_or(256),
+        read_timeout: std::time::Duration::from_millis(a.read_timeout_ms.unwrap_or(10_000).max(1)),
+        readers: a.readers.unwrap_or(crate::http::DEFAULT_READERS).max(1),
+        any_host: a.any_host,
+        dead_letters: a.dead_letters.clone(),
         tls: match (&a.tls_cert, &a.tls_key) {
             (Some(cert), Some(key)) => Some(crate::http::TlsFiles {
                 cert: cert.clone(),

@@ -15,7 +15,7 @@
 
 use crate::auth::{Auth, Denied};
 use crate::metrics::Metrics;
-use crate::store::{AnyView, Delta, Ended, Feed, KeyVal, Select, Stores, SubscribeReq};
+use crate::store::{AnyView, Delta, Ended, Feed, KeyVal, ReadError, Select, Stores, SubscribeReq};
 use futures::Stream;
 use shopdiff_schemas::rows::{ColKind, Value, ViewDef};
 use std::convert::Infallible;
@@ -40,6 +40,57 @@ pub struct AppState {
     pub subscriber_buffer: usize,
     /// Live subscriptions at most (over every view); more are refused with 503.
     pub max_subscribers: usize,
+    /// A read (view, query, subscription snapshot, metrics) waits for a reader slot and runs
+    /// within this long, or answers 503 with `Retry-After`.
+    pub read_timeout: std::time::Duration,
+    /// Reads run on the blocking pool, this many at once, so that they never hold the
+    /// reactor that serves `/health`, SSE and the other clients.
+    pub readers: Arc<tokio::sync::Semaphore>,
+    /// Bound to a loopback address: only loopback names in `Host` are served (a page on
+    /// another site cannot reach the server through DNS rebinding).
+    pub loopback_hosts: bool,
+}
+
+impl AppState {
+    /// A state with the default limits: 1,024 events per subscriber, 256 subscribers, reads
+    /// of at most 10 s, two at once, any `Host`.
+    pub fn new(
+        stores: Stores,
+        metrics: Arc<Metrics>,
+        health: Arc<crate::health::Health>,
+        auth: Auth,
+    ) -> AppState {
+        AppState {
+            stores,
+            health,
+            metrics,
+            auth,
+            subscriber_buffer: 1024,
+            max_subscribers: 256,
+            read_timeout: std::time::Duration::from_secs(10),
+            readers: Arc::new(tokio::sync::Semaphore::new(DEFAULT_READERS)),
+            loopback_hosts: false,
+        }
+    }
+}
+
+/// Reads served at once by default (the machine's cores are the engine's first).
+pub const DEFAULT_READERS: usize = 2;
+
+/// Whether `host` (a `Host` header: name, optional port) names this machine's loopback.
+pub fn is_loopback_host(host: &str) -> bool {
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        rest.split(']').next().unwrap_or("")
+    } else {
+        host.rsplit_once(':').map_or(host, |(n, _)| n)
+    };
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    name == "localhost"
+        || name.ends_with(".localhost")
+        || name == "::1"
+        || name
+            .parse::<std::net::Ipv4Addr>()
+            .is_ok_and(|a| a.is_loopback())
 }
 
 /// The longest request target (path and query) served; longer ones get 414.
@@ -159,6 +210,7 @@ const RESERVED: &[&str] = &[
     "desc",
     "limit",
     "offset",
+    "after",
     "as_of",
     "since",
     "access_token",
@@ -245,6 +297,12 @@ fn parse_select(def: &ViewDef, q: &Params, deltas: bool) -> Result<Select, Strin
     };
     sel.limit = parse_u64(q, "limit")?.map(|v| v as usize);
     sel.offset = parse_u64(q, "offset")?.unwrap_or(0) as usize;
+    if let Some(a) = param(q, "after") {
+        if sel.order_by.is_some() {
+            return Err("after= pages in key order; it cannot be combined with order_by".into());
+        }
+        sel.after = Some(parse_key(def, a)?);
+    }
     Ok(sel)
 }
 
@@ -433,31 +491,40 @@ fn list_views(stores: &Stores) -> Resp {
     json_resp(StatusCode::OK, o)
 }
 
-fn read_view(state: &AppState, name: &str, q: &Params) -> Resp {
+fn read_view(state: &AppState, name: &str, q: &Params, deadline: Instant) -> Resp {
     let view = match view_or_404(&state.stores, name) {
         Ok(v) => v,
         Err(r) => return r,
     };
     let def = view.def();
-    let sel = match parse_select(&def, q, false) {
+    let mut sel = match parse_select(&def, q, false) {
         Ok(s) => s,
         Err(e) => return error(StatusCode::BAD_REQUEST, &e),
     };
+    sel.deadline = Some(deadline);
     let guard = state.stores.read();
     let current = guard.as_of();
     let as_of = match resolve_as_of(&state.stores, q, current) {
         Ok(t) => t,
         Err(r) => return r,
     };
-    let Some(ans) = view.select(&sel, as_of, current.unwrap_or(as_of)) else {
-        return gone(name, as_of);
+    let ans = match view.select_within(&sel, as_of, current.unwrap_or(as_of)) {
+        Ok(a) => a,
+        Err(e) => return read_failed(state, name, as_of, e),
     };
     drop(guard);
     let cols = column_names(&def);
     let mut o = String::with_capacity(64 + ans.rows.len() * 128);
     o.push_str("{\"view\":");
     push_str(&mut o, name);
-    let _ = write!(o, ",\"as_of\":{as_of},\"total\":{},\"rows\":[", ans.total);
+    let _ = write!(o, ",\"as_of\":{as_of},\"total\":{}", ans.total);
+    // keyset paging: more rows follow this page in key order
+    let more = sel.offset.saturating_add(ans.rows.len()) < ans.total;
+    if let (true, None, Some(_), Some(last)) = (more, sel.order_by, sel.limit, ans.rows.last()) {
+        o.push_str(",\"next\":");
+        push_str(&mut o, &key_text(&def, last));
+    }
+    o.push_str(",\"rows\":[");
     for (i, r) in ans.rows.iter().enumerate() {
         if i > 0 {
             o.push(',');
@@ -468,7 +535,37 @@ fn read_view(state: &AppState, name: &str, q: &Params) -> Resp {
     json_resp(StatusCode::OK, o)
 }
 
-fn query_views(state: &AppState, q: &Params, tok: Option<&str>) -> Resp {
+/// A row's key as `key=` and `after=` take it: the key columns' values, comma-separated.
+fn key_text(def: &ViewDef, row: &[Value]) -> String {
+    row[..def.key_len]
+        .iter()
+        .map(crate::store::filter_text)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// 503 with `Retry-After`: the server is too busy for this read now.
+fn busy(msg: &str) -> Resp {
+    let mut r = error(StatusCode::SERVICE_UNAVAILABLE, msg);
+    r.headers_mut()
+        .insert("retry-after", warp::http::HeaderValue::from_static("1"));
+    r
+}
+
+fn read_failed(state: &AppState, view: &str, as_of: u64, e: ReadError) -> Resp {
+    match e {
+        ReadError::Gone => gone(view, as_of),
+        ReadError::Deadline => {
+            state.metrics.read_deadline();
+            busy(&format!(
+                "the read of {view} ran past its {} ms deadline; narrow it (key=, filters, limit=) or retry",
+                state.read_timeout.as_millis()
+            ))
+        }
+    }
+}
+
+fn query_views(state: &AppState, q: &Params, tok: Option<&str>, deadline: Instant) -> Resp {
     let Some(list) = param(q, "views") else {
         return error(StatusCode::BAD_REQUEST, "views=<a>,<b>,... is required");
     };
@@ -508,11 +605,12 @@ fn query_views(state: &AppState, q: &Params, tok: Option<&str>) -> Resp {
     for v in &views {
         let sel = Select {
             limit,
+            deadline: Some(deadline),
             ..Select::default()
         };
-        match v.select(&sel, as_of, current.unwrap_or(as_of)) {
-            Some(a) => answers.push((v.def(), a)),
-            None => return gone(v.def().name, as_of),
+        match v.select_within(&sel, as_of, current.unwrap_or(as_of)) {
+            Ok(a) => answers.push((v.def(), a)),
+            Err(e) => return read_failed(state, v.def().name, as_of, e),
         }
     }
     drop(guard);
@@ -617,6 +715,22 @@ fn sse_stream(s: SubState) -> impl Stream<Item = Result<Event, Infallible>> + Se
             return None;
         }
         match s.rx.recv().await {
+            // a large delta is encoded off the reactor, which serves `/health` and the other
+            // streams meanwhile
+            Some(Feed::Update(d)) if d.diffs.len() > 256 => {
+                let (names, filter) = (s.names.clone(), s.filter.clone());
+                match tokio::task::spawn_blocking(move || update_event(&names, &d, &filter)).await {
+                    Ok(e) => Some((Ok(e), s)),
+                    Err(e) => {
+                        s.done = true;
+                        let data = format!(
+                            "{{\"reason\":{}}}",
+                            serde_json::Value::from(format!("encoding an update failed: {e}"))
+                        );
+                        Some((Ok(Event::default().event("error").data(data)), s))
+                    }
+                }
+            }
             Some(Feed::Update(d)) => {
                 let e = update_event(&s.names, &d, &s.filter);
                 Some((Ok(e), s))
@@ -778,6 +892,7 @@ fn dispatch(
     q: &Params,
     auth_header: Option<String>,
     last_event_id: Option<String>,
+    deadline: Instant,
 ) -> (&'static str, Resp) {
     let tok = token(q, &auth_header);
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
@@ -847,7 +962,7 @@ fn dispatch(
             if let Err(d) = state.auth.check(tok, name) {
                 return ("view", denied(d));
             }
-            ("view", read_view(state, name, q))
+            ("view", read_view(state, name, q, deadline))
         }
         ["v1", "views", name, "subscribe"] => {
             if let Err(d) = state.auth.check(tok, name) {
@@ -857,7 +972,7 @@ fn dispatch(
         }
         ["v1", "query"] => match state.auth.check_any(tok) {
             Err(d) => ("query", denied(d)),
-            Ok(()) => ("query", query_views(state, q, tok)),
+            Ok(()) => ("query", query_views(state, q, tok, deadline)),
         },
         _ => (
             "other",
@@ -877,41 +992,145 @@ pub fn routes(
         .and(warp::query::raw().or(warp::any().map(String::new)).unify())
         .and(warp::header::optional::<String>("authorization"))
         .and(warp::header::optional::<String>("last-event-id"))
-        .map(
+        .and(warp::header::optional::<String>("host"))
+        .then(
             |state: Arc<AppState>,
              path: warp::path::FullPath,
              raw: String,
              auth: Option<String>,
-             last: Option<String>| {
+             last: Option<String>,
+             host: Option<String>| async move {
                 let start = Instant::now();
-                let size = path.as_str().len() + raw.len();
-                let (route, resp) = match serde_urlencoded::from_str::<Params>(&raw) {
-                    _ if size > MAX_URL_BYTES => (
-                        "other",
-                        error(
-                            StatusCode::URI_TOO_LONG,
-                            &format!("the request target is {size} bytes; at most {MAX_URL_BYTES}"),
-                        ),
-                    ),
-                    Ok(q) if q.len() > MAX_PARAMS => (
-                        "other",
-                        error(
-                            StatusCode::BAD_REQUEST,
-                            &format!("{} query parameters; at most {MAX_PARAMS}", q.len()),
-                        ),
-                    ),
-                    Ok(q) => dispatch(&state, path.as_str(), &q, auth, last),
-                    Err(e) => (
-                        "other",
-                        error(StatusCode::BAD_REQUEST, &format!("bad query string: {e}")),
-                    ),
+                let req = Request {
+                    path: path.as_str().to_string(),
+                    raw,
+                    auth,
+                    last,
+                    host,
                 };
+                let (route, resp) = handle(state.clone(), req, start).await;
                 state
                     .metrics
                     .request(route, resp.status().as_u16(), start.elapsed());
                 resp
             },
         )
+}
+
+/// What a handler reads of a request.
+struct Request {
+    path: String,
+    raw: String,
+    auth: Option<String>,
+    last: Option<String>,
+    host: Option<String>,
+}
+
+/// Routes that answer from counters, never from a view's rows: served on the reactor.
+fn is_cheap(path: &str) -> bool {
+    matches!(
+        path.trim_matches('/'),
+        "" | "index.html" | "health" | "ready" | "v1/status" | "v1/views"
+    )
+}
+
+/// The metrics label of a route that reads rows.
+fn read_route(path: &str) -> &'static str {
+    let p = path.trim_matches('/');
+    if p == "metrics" {
+        "metrics"
+    } else if p == "v1/query" {
+        "query"
+    } else if p.ends_with("/subscribe") {
+        "subscribe"
+    } else if p.starts_with("v1/views/") {
+        "view"
+    } else {
+        "other"
+    }
+}
+
+async fn handle(state: Arc<AppState>, req: Request, start: Instant) -> (&'static str, Resp) {
+    if let Some(h) = req.host.as_deref().filter(|_| state.loopback_hosts) {
+        if !is_loopback_host(h) {
+            return (
+                "other",
+                error(
+                    StatusCode::FORBIDDEN,
+                    &format!("Host {h} is not a loopback name and this server is bound to loopback; use localhost or 127.0.0.1"),
+                ),
+            );
+        }
+    }
+    let size = req.path.len() + req.raw.len();
+    if size > MAX_URL_BYTES {
+        return (
+            "other",
+            error(
+                StatusCode::URI_TOO_LONG,
+                &format!("the request target is {size} bytes; at most {MAX_URL_BYTES}"),
+            ),
+        );
+    }
+    let q = match serde_urlencoded::from_str::<Params>(&req.raw) {
+        Ok(q) if q.len() > MAX_PARAMS => {
+            return (
+                "other",
+                error(
+                    StatusCode::BAD_REQUEST,
+                    &format!("{} query parameters; at most {MAX_PARAMS}", q.len()),
+                ),
+            )
+        }
+        Ok(q) => q,
+        Err(e) => {
+            return (
+                "other",
+                error(StatusCode::BAD_REQUEST, &format!("bad query string: {e}")),
+            )
+        }
+    };
+    let deadline = start + state.read_timeout;
+    if is_cheap(&req.path) {
+        return dispatch(&state, &req.path, &q, req.auth, req.last, deadline);
+    }
+    // a read waits for a reader slot until its deadline, then runs off the reactor; a key
+    // lookup at the current `as_of` is one hash lookup and does not queue behind scans
+    let route = read_route(&req.path);
+    let lookup = route == "view" && param(&q, "key").is_some() && param(&q, "as_of").is_none();
+    let permit = if lookup {
+        None
+    } else {
+        let wait = tokio::time::Instant::from_std(deadline);
+        match tokio::time::timeout_at(wait, state.readers.clone().acquire_owned()).await {
+            Ok(Ok(p)) => Some(p),
+            _ => {
+                state.metrics.read_deadline();
+                return (
+                    route,
+                    busy(&format!(
+                        "every reader is busy and this read waited {} ms; retry",
+                        state.read_timeout.as_millis()
+                    )),
+                );
+            }
+        }
+    };
+    let st = state.clone();
+    let task = tokio::task::spawn_blocking(move || {
+        let _slot = permit;
+        dispatch(&st, &req.path, &q, req.auth, req.last, deadline)
+    });
+    match task.await {
+        Ok(answer) => answer,
+        Err(e) => (
+            route,
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &format!("the read failed: {e}"),
+            ),
+        ),
+    }
 }
 
 /// Serves until `shutdown` resolves.

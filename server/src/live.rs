@@ -50,6 +50,15 @@ pub struct RunConfig {
     pub subscriber_buffer: usize,
     /// Live subscriptions at most, over every view.
     pub max_subscribers: usize,
+    /// A read's deadline (waiting for a reader slot included); past it, 503.
+    pub read_timeout: Duration,
+    /// Reads served at once, off the reactor.
+    pub readers: usize,
+    /// Serve any `Host` even on a loopback bind (else only loopback names, against DNS
+    /// rebinding).
+    pub any_host: bool,
+    /// Where rejected records go (a replay or the live generator), with their reason.
+    pub dead_letters: Option<PathBuf>,
     /// Serve HTTPS with these files.
     pub tls: Option<http::TlsFiles>,
     /// How often the live source cuts a batch.
@@ -133,12 +142,17 @@ impl Job {
         let metrics = Arc::new(Metrics::default());
         let health = crate::health::Health::new();
         let state = Arc::new(AppState {
-            stores: engine.stores().clone(),
-            health: health.clone(),
-            metrics: metrics.clone(),
-            auth: cfg.auth.clone(),
             subscriber_buffer: cfg.subscriber_buffer,
             max_subscribers: cfg.max_subscribers,
+            read_timeout: cfg.read_timeout,
+            readers: Arc::new(tokio::sync::Semaphore::new(cfg.readers.max(1))),
+            loopback_hosts: cfg.http.ip().is_loopback() && !cfg.any_host,
+            ..AppState::new(
+                engine.stores().clone(),
+                metrics.clone(),
+                health.clone(),
+                cfg.auth.clone(),
+            )
         });
         // the sink listens before the first advance, so it sees every change
         let sink = match cfg.sink.as_ref().filter(|_| cfg.reads_sources()) {
@@ -263,7 +277,7 @@ fn open_replay(cfg: &RunConfig, dir: &std::path::Path, batch: usize) -> Result<R
         ReplayOptions {
             time: cfg.time,
             batch_records: batch.max(1),
-            dead_letters: None,
+            dead_letters: cfg.dead_letters.clone(),
         },
     )
     .map_err(|e| e.to_string())
@@ -388,6 +402,12 @@ fn feed(
             backfill_ms,
         } => {
             let mut feeder = Feeder::new(cfg.time);
+            if let Some(p) = &cfg.dead_letters {
+                feeder.set_dead_letters(
+                    shopdiff_connectors::dead_letters::DeadLetters::open(Some(p))
+                        .map_err(|e| e.to_string())?,
+                );
+            }
             let mut live = LiveGenerator::new(gen, *speed, cdc.is_none(), &mut feeder)?;
             live.backfill(*backfill_ms);
             if *backfill_ms > 0 && cfg.progress {
@@ -423,9 +443,12 @@ fn feed(
                         engine.stores().as_of()
                     );
                 }
+                if let Err(e) = feeder.flush_dead_letters() {
+                    tracing::error!("dead letters: {e}");
+                }
                 std::thread::sleep(flush);
             }
-            Ok(())
+            feeder.flush_dead_letters().map_err(|e| e.to_string())
         }
     }
 }

@@ -35,6 +35,8 @@ pub struct Metrics {
     batches: AtomicU64,
     requests: Mutex<BTreeMap<(&'static str, u16), Histogram>>,
     sse_dropped: AtomicU64,
+    /// Reads refused or cut at their deadline (queued or running too long).
+    read_deadlines: AtomicU64,
     /// Identities kept for dedup (lines, events), as of the last batch.
     identities: [AtomicU64; 2],
 }
@@ -109,6 +111,11 @@ impl Metrics {
     }
 
     /// A subscriber was disconnected for falling behind.
+    /// A read answered 503 because it ran (or waited) past its deadline.
+    pub fn read_deadline(&self) {
+        self.read_deadlines.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn sse_dropped(&self) {
         self.sse_dropped.fetch_add(1, Ordering::Relaxed);
     }
@@ -337,6 +344,16 @@ impl Metrics {
             o,
             "shopdiff_subscribers_dropped_total {}",
             self.sse_dropped.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            o,
+            "# HELP shopdiff_read_deadlines_total Reads answered 503 past their deadline."
+        );
+        let _ = writeln!(o, "# TYPE shopdiff_read_deadlines_total counter");
+        let _ = writeln!(
+            o,
+            "shopdiff_read_deadlines_total {}",
+            self.read_deadlines.load(Ordering::Relaxed)
         );
         if let Some(rss) = resident_bytes() {
             let _ = writeln!(o, "# TYPE shopdiff_process_resident_bytes gauge");

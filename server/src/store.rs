@@ -374,28 +374,6 @@ impl<R: Row> ViewStore<R> {
         rows
     }
 
-    /// Adds `d` copies of `r` under its key (encoded into `key`, a scratch buffer); a key left
-    /// without rows is removed (so a fold costs its changes, never a pass over every row). The
-    /// row is cloned, and the key allocated, only when they are new.
-    fn apply(&self, rows: &mut Rows<R>, count: &mut usize, key: &mut Vec<u8>, r: &R, d: isize) {
-        key_of(&self.def, r, key);
-        let Some(slot) = rows.get_mut(key.as_slice()) else {
-            rows.insert(key.as_slice().into(), smallvec::smallvec![(r.clone(), d)]);
-            *count += 1;
-            return;
-        };
-        match add_row(slot, r, d) {
-            1 => *count += 1,
-            -1 => {
-                *count -= 1;
-                if slot.is_empty() {
-                    rows.remove(key.as_slice());
-                }
-            }
-            _ => {}
-        }
-    }
-
     /// Applies updates that all have the primary key `key` (encoded): one lookup of the key,
     /// insertions before retractions (a row that changes never empties its key on the way).
     fn apply_run(
@@ -666,16 +644,15 @@ impl<R: Row> ViewStore<R> {
                 }
             }
         }
-        let mut all: Rows<R> = g.rows.clone();
-        let mut count = g.count;
-        let mut undo: Vec<(R, isize)> = undo.into_iter().filter(|(_, d)| *d != 0).collect();
-        undo.sort_by_key(|(_, d)| *d > 0);
-        let mut key = Vec::with_capacity(64);
-        for (r, d) in undo.iter().rev() {
-            self.apply(&mut all, &mut count, &mut key, r, *d);
+        // the rows now, each corrected by what came after `as_of`, without copying the map
+        for (r, n) in g.rows.values().flatten() {
+            let n = *n + undo.remove(r).unwrap_or(0);
+            rows.extend(std::iter::repeat_n(r.clone(), n.max(0) as usize));
         }
-        for (r, n) in all.values().flatten() {
-            rows.extend(std::iter::repeat_n(r.clone(), (*n).max(0) as usize));
+        for (r, d) in undo {
+            if d > 0 {
+                rows.extend(std::iter::repeat_n(r, d as usize));
+            }
         }
         Some(rows)
     }
@@ -698,6 +675,41 @@ pub struct Select {
     pub desc: bool,
     pub limit: Option<usize>,
     pub offset: usize,
+    /// Keyset paging: only rows whose key is after this one (key order).
+    pub after: Option<Key>,
+    /// Give up past this instant ([`ReadError::Deadline`]): a read's cost is bounded.
+    pub deadline: Option<std::time::Instant>,
+}
+
+/// Why a read has no answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadError {
+    /// The history no longer holds the `as_of` asked for.
+    Gone,
+    /// The read ran past its deadline.
+    Deadline,
+}
+
+/// Counts a read's steps and looks at the clock at the first and every 1024th.
+struct Budget {
+    deadline: Option<std::time::Instant>,
+    steps: u32,
+}
+
+impl Budget {
+    fn new(deadline: Option<std::time::Instant>) -> Self {
+        Budget { deadline, steps: 0 }
+    }
+
+    fn step(&mut self) -> Result<(), ReadError> {
+        self.steps = self.steps.wrapping_add(1);
+        match self.deadline {
+            Some(d) if self.steps % 1024 == 1 && std::time::Instant::now() >= d => {
+                Err(ReadError::Deadline)
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 /// The text a filter compares with: the value as JSON shows it, without quotes.
@@ -821,8 +833,16 @@ pub trait AnyView: Send + Sync {
     }
     /// The current `as_of`.
     fn as_of(&self) -> Option<u64>;
-    /// A selection at `as_of` (the current `as_of` is `current`); `None` when history is gone.
-    fn select(&self, sel: &Select, as_of: u64, current: u64) -> Option<Answer>;
+    /// A selection at `as_of` (the current `as_of` is `current`), within `sel.deadline`.
+    fn select_within(&self, sel: &Select, as_of: u64, current: u64) -> Result<Answer, ReadError>;
+    /// A selection without a deadline; `None` when history is gone.
+    fn select(&self, sel: &Select, as_of: u64, current: u64) -> Option<Answer> {
+        let sel = Select {
+            deadline: None,
+            ..sel.clone()
+        };
+        self.select_within(&sel, as_of, current).ok()
+    }
     /// Registers a subscriber; returns the snapshot at `current` (unless resuming), or the
     /// history after `since`; `None` when `since` is older than the history.
     fn subscribe(&self, sub: SubscribeReq, current: u64) -> Option<Subscription>;
@@ -931,7 +951,9 @@ impl<R: Row> AnyView for ViewStore<R> {
         }
     }
 
-    fn select(&self, sel: &Select, as_of: u64, current: u64) -> Option<Answer> {
+    fn select_within(&self, sel: &Select, as_of: u64, current: u64) -> Result<Answer, ReadError> {
+        let mut budget = Budget::new(sel.deadline);
+        let after = sel.after.as_ref().map(|k| enc_keyvals(k));
         let mut g = self.inner.lock();
         // a read of one key at the current `as_of` adds the staged updates of its key; any
         // other read merges them first
@@ -953,13 +975,16 @@ impl<R: Row> AnyView for ViewStore<R> {
         let mut out: Vec<Vec<Value>> = Vec::new();
         let mut total = None;
         if as_of >= current {
-            let slots: Vec<(&EncKey, &Slot<R>)> = match &key {
+            let mut slots: Vec<(&EncKey, &Slot<R>)> = match &key {
                 Some(_) if !g.staged.is_empty() => {
                     staged_key.iter().map(|(k, slot)| (k, slot)).collect()
                 }
                 Some(k) => g.rows.get_key_value(k).into_iter().collect(),
                 None => g.rows.iter().collect(),
             };
+            if let Some(a) = &after {
+                slots.retain(|(k, _)| **k > *a);
+            }
             let want = sel.limit.map(|l| sel.offset.saturating_add(l));
             if let (Some(i), Some(k)) = (sel.order_by, want) {
                 // top-k without materialising every row: a bounded heap whose top is the
@@ -969,6 +994,7 @@ impl<R: Row> AnyView for ViewStore<R> {
                 let mut heap: std::collections::BinaryHeap<Ranked> = Default::default();
                 let mut total = 0usize;
                 for (r, n) in slots.into_iter().flat_map(|(_, slot)| slot) {
+                    budget.step()?;
                     let v = r.values(t);
                     if !matches(&v, &sel.filters) {
                         continue;
@@ -995,9 +1021,8 @@ impl<R: Row> AnyView for ViewStore<R> {
                     .skip(sel.offset)
                     .map(|x| x.v)
                     .collect();
-                return Some(Answer { rows, total });
+                return Ok(Answer { rows, total });
             }
-            let mut slots = slots;
             // key order; when nothing filters or reorders, only the first `want` keys sorted
             // (every key holds at least one row)
             let head = want.filter(|w| {
@@ -1016,6 +1041,7 @@ impl<R: Row> AnyView for ViewStore<R> {
             }
             slots.sort_unstable_by(|a, b| a.0.cmp(b.0));
             for (r, n) in slots.into_iter().flat_map(|(_, slot)| slot) {
+                budget.step()?;
                 let v = r.values(t);
                 if matches(&v, &sel.filters) {
                     for _ in 0..(*n).max(0) {
@@ -1024,9 +1050,10 @@ impl<R: Row> AnyView for ViewStore<R> {
                 }
             }
         } else {
-            let rows = self.rows_at(&g, as_of, current)?;
+            let rows = self.rows_at(&g, as_of, current).ok_or(ReadError::Gone)?;
             drop(g);
             for r in rows {
+                budget.step()?;
                 let v = r.values(t);
                 let key_ok = sel.key.as_ref().is_none_or(|k| {
                     v[..self.def.key_len]
@@ -1034,7 +1061,14 @@ impl<R: Row> AnyView for ViewStore<R> {
                         .map(KeyVal::of)
                         .eq(k.iter().cloned())
                 });
-                if key_ok && matches(&v, &sel.filters) {
+                let after_ok = sel.after.as_ref().is_none_or(|a| {
+                    v[..self.def.key_len]
+                        .iter()
+                        .map(KeyVal::of)
+                        .cmp(a.iter().cloned())
+                        .is_gt()
+                });
+                if key_ok && after_ok && matches(&v, &sel.filters) {
                     out.push(v);
                 }
             }
@@ -1069,7 +1103,7 @@ impl<R: Row> AnyView for ViewStore<R> {
             .skip(sel.offset)
             .take(sel.limit.unwrap_or(usize::MAX))
             .collect();
-        Some(Answer { rows, total })
+        Ok(Answer { rows, total })
     }
 
     fn subscribe(&self, req: SubscribeReq, current: u64) -> Option<Subscription> {

@@ -27,6 +27,10 @@ fn config(source: EventSource, auth: Auth) -> RunConfig {
         history: HistoryConfig::default(),
         subscriber_buffer: 1024,
         max_subscribers: 256,
+        read_timeout: Duration::from_secs(10),
+        readers: 2,
+        any_host: false,
+        dead_letters: None,
         tls: None,
         postgres: None,
         sink: None,
@@ -726,4 +730,134 @@ fn oversized_requests_and_too_many_subscribers_are_refused() {
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("--max-subscribers 2"), "{body}");
     s.stop().unwrap();
+}
+
+/// Reads page by key and have a cost bound: `after=` walks a view page by page, each row
+/// once, in key order, with `next` naming the cursor; a read past its deadline is a 503 with
+/// `Retry-After` while `/health` keeps answering; on a loopback bind a `Host` that is not a
+/// loopback name is refused (DNS rebinding).
+#[test]
+fn reads_page_by_key_stop_at_their_deadline_and_check_the_host() {
+    let s = Served::start(&config(example_replay(), Auth::open())).unwrap();
+    let addr = s.addr;
+    wait_ready(addr);
+    wait_done(&s);
+    let all = get_json(addr, "/v1/views/rfm");
+    let all = all["rows"].as_array().unwrap().clone();
+    assert!(all.len() > 20, "{} rfm rows", all.len());
+    let (mut seen, mut after) = (Vec::new(), None::<String>);
+    loop {
+        let path = match &after {
+            None => "/v1/views/rfm?limit=7".to_string(),
+            Some(a) => format!("/v1/views/rfm?limit=7&after={a}"),
+        };
+        let page = get_json(addr, &path);
+        let rows = page["rows"].as_array().unwrap();
+        assert!(rows.len() <= 7);
+        seen.extend(rows.iter().cloned());
+        match page["next"].as_str() {
+            Some(n) => {
+                assert_eq!(Some(n), rows.last().unwrap()["user_id"].as_str());
+                after = Some(n.to_string());
+            }
+            None => break,
+        }
+    }
+    assert_eq!(seen, all, "the pages are the view, each row once");
+    let (status, body) = get(addr, "/v1/views/rfm?after=U1&order_by=monetary");
+    assert_eq!(status, 400, "{body}");
+    let host = |h: &str| get_with(addr, "/v1/views/rfm?limit=1", &[("Host", h)]).0;
+    assert_eq!(host("evil.example"), 403);
+    assert_eq!(host("rebind.example:8080"), 403);
+    assert_eq!(host("localhost:8080"), 200);
+    assert_eq!(host("127.0.0.1"), 200);
+    assert_eq!(host("[::1]:8080"), 200);
+    s.stop().unwrap();
+
+    let mut cfg = config(example_replay(), Auth::open());
+    cfg.read_timeout = Duration::ZERO;
+    let s = Served::start(&cfg).unwrap();
+    let addr = s.addr;
+    wait_ready(addr);
+    wait_done(&s);
+    let (status, body) = get(addr, "/v1/views/rfm");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("deadline") || body.contains("busy"), "{body}");
+    let (status, body) = get(addr, "/v1/query?views=rfm,cohorts");
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(get(addr, "/health").0, 200);
+    let (status, metrics) = get(addr, "/metrics");
+    assert_eq!(
+        status, 200,
+        "a free reader slot serves /metrics, which scans no rows"
+    );
+    assert!(
+        metrics.contains("shopdiff_read_deadlines_total 2\n"),
+        "{}",
+        metrics
+            .lines()
+            .filter(|l| l.contains("deadline"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    s.stop().unwrap();
+}
+
+/// `run --dead-letters FILE` with the live generator: every record the generator's defects
+/// make the pipeline reject is written with its source, reason, position and text, as many as
+/// `data_quality` counts (at least those of the last `as_of` read, which the run has passed).
+#[test]
+fn the_live_generator_dead_letters_what_it_rejects() {
+    let dir = std::env::temp_dir().join(format!("shopdiff-dead-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("dead.jsonl");
+    let mut cfg = config(live(60.0), Auth::open());
+    if let EventSource::Generator { gen, .. } = &mut cfg.source {
+        gen.bad_rate = 0.02;
+    }
+    cfg.dead_letters = Some(file.clone());
+    let s = Served::start(&cfg).unwrap();
+    let addr = s.addr;
+    wait_ready(addr);
+    std::thread::sleep(Duration::from_secs(3));
+    let dq = get_json(addr, "/v1/views/data_quality");
+    s.stop().unwrap();
+    // counted, not rejected: accepted records, repeats, late ones and those whose customer or
+    // product the tables lack (they count in the views)
+    let not_dead = [
+        "accepted",
+        "duplicate",
+        "late",
+        "unknown_customer",
+        "unknown_product",
+    ];
+    let mut counted: BTreeMap<(String, String), u64> = BTreeMap::new();
+    for r in dq["rows"].as_array().unwrap() {
+        let (src, reason) = (r["source"].as_str().unwrap(), r["reason"].as_str().unwrap());
+        if !not_dead.contains(&reason) && matches!(src, "transactions" | "behavior") {
+            counted.insert((src.into(), reason.into()), r["records"].as_u64().unwrap());
+        }
+    }
+    assert!(!counted.is_empty(), "the generator made no rejection: {dq}");
+    let mut written: BTreeMap<(String, String), u64> = BTreeMap::new();
+    let text = std::fs::read_to_string(&file).unwrap();
+    for line in text.lines() {
+        let j: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(j["file"], "generator", "{line}");
+        assert!(j["line"].as_u64().is_some(), "{line}");
+        assert!(!j["record"].as_str().unwrap().is_empty(), "{line}");
+        let reason = j["reason"].as_str().unwrap();
+        assert!(!not_dead.contains(&reason), "{line}");
+        *written
+            .entry((j["source"].as_str().unwrap().into(), reason.into()))
+            .or_default() += 1;
+    }
+    for (k, n) in &counted {
+        let w = written.get(k).copied().unwrap_or(0);
+        assert!(
+            w >= *n,
+            "{k:?}: {w} dead letters, {n} counted in data_quality"
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
 }
