@@ -140,6 +140,11 @@ pub struct ParquetSink {
     /// A manifest whose write failed in an unknown way: it may exist.
     in_doubt: Option<(Manifest, Bytes)>,
     fail_before_manifest: bool,
+    /// After a failed commit: no new attempt before this instant (the backoff doubles, from 1 s
+    /// to 60 s), so an outage does not re-encode the growing buffer at every push.
+    retry_at: Option<std::time::Instant>,
+    backoff: std::time::Duration,
+    last_error: String,
 }
 
 impl ParquetSink {
@@ -166,6 +171,9 @@ impl ParquetSink {
             commit_base: None,
             in_doubt: None,
             fail_before_manifest: false,
+            retry_at: None,
+            backoff: std::time::Duration::ZERO,
+            last_error: String::new(),
         };
         sink.read_manifests().await?;
         sink.commit_base = sink.state.committed_as_of;
@@ -311,8 +319,45 @@ impl ParquetSink {
         buffer.first.get_or_insert(as_of);
         buffer.last = Some(as_of);
         let base = *self.commit_base.get_or_insert(as_of);
-        if as_of - base >= self.cfg.commit_every_ms {
-            self.commit().await?;
+        if as_of - base < self.cfg.commit_every_ms {
+            return Ok(());
+        }
+        if self.retry_at.is_some_and(|t| std::time::Instant::now() < t) {
+            // backing off after a failure: the push stays buffered, up to the bound
+            return self.check_bound();
+        }
+        match self.commit().await {
+            Ok(()) => {
+                self.retry_at = None;
+                self.backoff = std::time::Duration::ZERO;
+                Ok(())
+            }
+            Err(e) => {
+                self.backoff = (self.backoff * 2).clamp(
+                    std::time::Duration::from_secs(1),
+                    std::time::Duration::from_secs(60),
+                );
+                self.retry_at = Some(std::time::Instant::now() + self.backoff);
+                self.last_error = e.to_string();
+                self.check_bound()?;
+                Err(e)
+            }
+        }
+    }
+
+    /// Whether the last commit failed and the next waits for its backoff.
+    pub fn backing_off(&self) -> bool {
+        self.retry_at.is_some()
+    }
+
+    fn check_bound(&self) -> Result<(), SinkError> {
+        if self.buffer.len() > self.cfg.max_buffered {
+            return Err(SinkError::Overflow {
+                target: self.store.target().to_string(),
+                buffered: self.buffer.len(),
+                max: self.cfg.max_buffered,
+                last: self.last_error.clone(),
+            });
         }
         Ok(())
     }

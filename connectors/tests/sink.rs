@@ -940,3 +940,55 @@ fn s3_options_take_unset_fields_from_the_environment() {
     assert!(!https.allow_http);
     assert_eq!(https.region, None);
 }
+
+/// While the target fails, a commit that failed waits for its backoff (pushes stay buffered
+/// and are not re-encoded at each one), and past `max_buffered` changes the sink fails for
+/// good with [`SinkError::Overflow`] instead of growing; the target keeps what was committed.
+#[tokio::test]
+async fn an_outage_backs_off_then_fails_at_the_buffer_bound() {
+    let t = local("outage");
+    let dir = t.local.clone().unwrap();
+    let history = history(3, 400);
+    let mut cfg = t.config();
+    cfg.max_buffered = 300;
+    let mut sink = ParquetSink::open(cfg.clone()).await.unwrap();
+    let (before, after) = history.split_at(200);
+    push_all(&mut sink, before).await;
+    let committed = sink.committed_as_of().expect("commits before the outage");
+    // the outage: the target directory turns into a file, so every write fails
+    let moved = dir.with_extension("away");
+    let _ = std::fs::remove_dir_all(&moved);
+    std::fs::rename(&dir, &moved).unwrap();
+    std::fs::write(&dir, b"not a directory").unwrap();
+    let (mut failed, mut buffered_ok, mut overflow) = (0, 0, None);
+    for (as_of, deltas) in after {
+        match sink.push(*as_of, deltas.clone()).await {
+            Ok(()) if failed > 0 => {
+                assert!(sink.backing_off());
+                buffered_ok += 1;
+            }
+            Ok(()) => {}
+            Err(SinkError::Overflow { buffered, max, .. }) => {
+                overflow = Some((buffered, max));
+                break;
+            }
+            Err(e) => {
+                assert!(matches!(e, SinkError::Store { .. }), "{e}");
+                failed += 1;
+            }
+        }
+    }
+    assert_eq!(
+        failed, 1,
+        "one commit attempt within the first second's backoff"
+    );
+    assert!(buffered_ok > 0, "pushes during the backoff are buffered");
+    let (buffered, max) = overflow.expect("the bound is reached");
+    assert!(buffered > max && max == 300, "{buffered} > {max}");
+    assert_eq!(sink.committed_as_of(), Some(committed));
+    drop(sink);
+    std::fs::remove_file(&dir).unwrap();
+    std::fs::rename(&moved, &dir).unwrap();
+    let reopened = ParquetSink::open(cfg).await.unwrap();
+    assert_eq!(reopened.committed_as_of(), Some(committed));
+}

@@ -213,6 +213,10 @@ pub struct RunArgs {
     /// Sink: a full snapshot of every view every this many ms of as_of (default 3600000; 0 never).
     #[arg(long)]
     pub sink_snapshot_ms: Option<u64>,
+    /// Changes the sink buffers at most while its writes fail (default 5000000); past it the
+    /// job fails (a restart resumes after the last committed as_of).
+    #[arg(long)]
+    pub sink_max_buffered: Option<usize>,
     /// Address of the HTTP server (default 127.0.0.1:8080; port 0 picks a free one).
     #[arg(long)]
     pub http: Option<String>,
@@ -347,6 +351,7 @@ struct RunFile {
     sink: Option<String>,
     sink_commit_ms: Option<u64>,
     sink_snapshot_ms: Option<u64>,
+    sink_max_buffered: Option<usize>,
     http: Option<String>,
     workers: Option<usize>,
     speed: Option<f64>,
@@ -426,6 +431,7 @@ fn merge_run_file(a: &RunArgs) -> anyhow::Result<RunArgs> {
         sink: a.sink.clone().or(f.sink),
         sink_commit_ms: a.sink_commit_ms.or(f.sink_commit_ms),
         sink_snapshot_ms: a.sink_snapshot_ms.or(f.sink_snapshot_ms),
+        sink_max_buffered: a.sink_max_buffered.or(f.sink_max_buffered),
         http: a.http.clone().or(f.http),
         workers: a.workers.or(f.workers),
         speed: a.speed.or(f.speed),
@@ -654,6 +660,9 @@ pub fn run_config(a: &RunArgs) -> anyhow::Result<crate::live::RunConfig> {
         }
         if let Some(ms) = a.sink_snapshot_ms {
             c.snapshot_every_ms = ms;
+        }
+        if let Some(n) = a.sink_max_buffered {
+            c.max_buffered = n;
         }
         c
     });

@@ -238,7 +238,7 @@ async fn follow(
         };
         // a failed write stays buffered in the sink and is retried with the next push
         match push_advance(&mut sink, &stores, &adv, &mut resume_from).await {
-            Err(e) if e.contains("history") => return Err(e),
+            Err(e) if e.contains("history") || e.contains("fails for good") => return Err(e),
             Err(e) => {
                 failures += 1;
                 tracing::error!("sink: {e} (kept buffered; retried with the next as_of)");
@@ -250,7 +250,7 @@ async fn follow(
                     },
                 );
             }
-            Ok(()) if failures > 0 => {
+            Ok(()) if failures > 0 && !sink.backing_off() => {
                 failures = 0;
                 health.set("sink", crate::health::PartState::Running);
             }

@@ -22,6 +22,9 @@ pub struct SinkConfig {
     pub s3: S3Options,
     /// How often a failed object-store request is tried before it is reported.
     pub retry: RetryPolicy,
+    /// Changes buffered at most while commits fail; past it the sink fails for good
+    /// ([`SinkError::Overflow`](super::SinkError::Overflow)) rather than grow without bound.
+    pub max_buffered: usize,
 }
 
 impl SinkConfig {
@@ -36,6 +39,7 @@ impl SinkConfig {
             compact_min_files: 8,
             s3: S3Options::default(),
             retry: RetryPolicy::default(),
+            max_buffered: 5_000_000,
         }
     }
 }

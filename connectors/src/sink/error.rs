@@ -49,6 +49,15 @@ pub enum SinkError {
         as_of: u64,
         last: u64,
     },
+    /// Commits failed for so long that the buffer reached its bound: the sink stops for good
+    /// (a restart resumes after the last committed `as_of`).
+    #[error("sink {target}: commits have failed while {buffered} changes were buffered (at most {max}, --sink-max-buffered); the sink fails for good, a restart resumes after the last committed as_of; last error: {last}")]
+    Overflow {
+        target: String,
+        buffered: usize,
+        max: usize,
+        last: String,
+    },
     /// A blocking encoding task did not finish (it panicked or was cancelled).
     #[error("sink {target}: encoding task failed: {reason}")]
     Task { target: String, reason: String },
