@@ -90,7 +90,10 @@ impl Feeder {
     pub fn table_row(&mut self, table: Table, json: &str) {
         match parse_row(table, json) {
             Ok(row) => self.state.upsert(row, 0, &mut self.ingest),
-            Err(rej) => self.ingest.table_rejected(table.source(), rej.reason, 0),
+            Err(rej) => {
+                self.ingest.table_rejected(table.source(), rej.reason, 0);
+                self.dead_letter(table.source(), rej, json);
+            }
         }
     }
 

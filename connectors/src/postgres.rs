@@ -48,7 +48,7 @@ mod convert;
 pub mod load;
 mod source;
 
-pub use apply::{live_tick, CdcStats, CdcTables};
+pub use apply::{live_tick, CdcStats, CdcTables, DeadRow};
 pub use check::{check_tables, TableCheck};
 pub use convert::{RawChange, RawOp};
 
@@ -108,8 +108,8 @@ pub enum CdcEvent {
     Snapshot {
         lsn: u64,
         rows: Vec<TableRow>,
-        /// Rows that failed validation, counted under their table's source.
-        rejected: Vec<(Table, Rejection)>,
+        /// Rows that failed validation, counted under their table's source, with their text.
+        rejected: Vec<(Table, Rejection, String)>,
     },
     /// One committed upstream transaction, to apply atomically at one tick.
     Txn {

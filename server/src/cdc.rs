@@ -28,6 +28,7 @@
 use crate::runtime::Engine;
 use crate::store::Stores;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
+use shopdiff_connectors::dead_letters::DeadLetters;
 use shopdiff_connectors::files::FileError;
 use shopdiff_connectors::postgres::{
     self, live_tick, AckHandle, CdcConfig, CdcError, CdcEvent, CdcTables,
@@ -51,6 +52,8 @@ pub struct CdcDriver {
     closed: bool,
     /// The largest snapshot or commit LSN received (applied or pending).
     last_received_lsn: u64,
+    /// Where rejected table rows go (`--dead-letters`), with their LSN as position.
+    dead: DeadLetters,
 }
 
 /// The `as_of` every view has reached (`None` before the first): the stores fold all views
@@ -76,6 +79,29 @@ impl CdcDriver {
             last_frontier: 0,
             closed: false,
             last_received_lsn: 0,
+            dead: DeadLetters::default(),
+        }
+    }
+
+    /// Writes every table row rejected from now on to `dead` (origin `postgres`, position the
+    /// LSN of its snapshot or transaction).
+    pub fn set_dead_letters(&mut self, dead: DeadLetters) {
+        self.tables.keep_dead_letters();
+        self.dead = dead;
+    }
+
+    fn write_dead_letters(&mut self) {
+        if !self.dead.is_open() {
+            return;
+        }
+        let origin = std::path::Path::new("postgres");
+        for r in self.tables.take_dead_letters() {
+            let res = self
+                .dead
+                .write(r.table.source(), r.rejection, origin, r.lsn, &r.text);
+            if let Err(e) = res.and_then(|()| self.dead.flush()) {
+                tracing::error!("dead letters: {e}");
+            }
         }
     }
 
@@ -159,6 +185,7 @@ impl CdcDriver {
             ));
             self.tables.apply(ev, tick, ingest)?;
         }
+        self.write_dead_letters();
         Ok(n)
     }
 
@@ -215,6 +242,7 @@ impl CdcDriver {
             ));
             self.tables.apply_to_batch(ev, tick, batch)?;
         }
+        self.write_dead_letters();
         batch.frontier = batch.frontier.max(self.last_frontier);
         self.last_frontier = batch.frontier;
         Ok(n)

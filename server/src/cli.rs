@@ -304,8 +304,9 @@ pub struct RunArgs {
     /// a web page cannot reach the server through DNS rebinding).
     #[arg(long)]
     pub any_host: bool,
-    /// Write rejected records of a replay or the live generator, with reason and position, to
-    /// this JSON Lines file (Kafka sends them to --dead-letters-topic).
+    /// Write rejected records of a replay or the live generator, and table rows CDC rejects,
+    /// with reason and position, to this JSON Lines file (Kafka events go to
+    /// --dead-letters-topic).
     #[arg(long)]
     pub dead_letters: Option<PathBuf>,
     /// Stop after this many seconds (default: run until Ctrl-C).

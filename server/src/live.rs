@@ -288,6 +288,13 @@ fn start_cdc(cfg: &RunConfig) -> Result<Option<crate::cdc::CdcDriver>, String> {
         return Ok(None);
     };
     let mut cdc = crate::cdc::CdcDriver::start(pg.clone()).map_err(|e| e.to_string())?;
+    // the events' dead letters, if any, join this writer (one file, whole lines)
+    if let Some(p) = &cfg.dead_letters {
+        cdc.set_dead_letters(
+            shopdiff_connectors::dead_letters::DeadLetters::open(Some(p))
+                .map_err(|e| e.to_string())?,
+        );
+    }
     if !cdc
         .wait_snapshot(Duration::from_secs(120))
         .map_err(|e| e.to_string())?

@@ -940,3 +940,43 @@ fn active_consumers(db: &Db) -> i64 {
         .map(|r| r.get::<_, i64>(0))
         .unwrap_or(-1)
 }
+
+/// A row PostgreSQL accepts and the contract rejects (a `NaN` risk score) is counted under its
+/// table and written to the dead letters with its text, origin `postgres` and its
+/// transaction's LSN; the table keeps its previous row.
+#[test]
+fn a_rejected_cdc_row_is_dead_lettered_with_its_lsn() {
+    let Some(base) = base_url() else { return };
+    let mut w = World::new(&base);
+    let file = std::env::temp_dir().join(format!("shopdiff-cdc-dead-{}.jsonl", w.db.name));
+    w.cdc.set_dead_letters(
+        shopdiff_connectors::dead_letters::DeadLetters::open(Some(&file)).expect("dead letters"),
+    );
+    w.upstream("UPDATE ip_reputation SET risk_score = 'NaN' WHERE ip_address = '10.0.0.1'");
+    let lsn = w.cdc.last_received_lsn();
+    let text = std::fs::read_to_string(&file).expect("the dead-letter file");
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{text}");
+    let d = &lines[0];
+    assert_eq!(d["source"], "ip_reputation", "{d}");
+    assert_eq!(d["file"], "postgres", "{d}");
+    assert_eq!(d["line"].as_u64(), Some(lsn), "{d}");
+    assert_eq!(d["field"], "risk_score", "{d}");
+    assert!(d["record"].as_str().unwrap().contains("NaN"), "{d}");
+    let q = rows(w.stores(), "data_quality");
+    let counted: i64 = q
+        .iter()
+        .filter(|r| {
+            r["source"] == s("ip_reputation") && r["reason"] == d["reason"].as_str().map(s).unwrap()
+        })
+        .map(|r| match &r["records"] {
+            Value::Int(n) => *n,
+            other => panic!("{other:?}"),
+        })
+        .sum();
+    assert_eq!(counted, 1, "{q:?}");
+    let _ = std::fs::remove_file(&file);
+}

@@ -10,6 +10,7 @@ use crate::tables::TableState;
 use crate::TimeConfig;
 use shopdiff_schemas::tables::Table;
 use shopdiff_schemas::time::floor_tick;
+use shopdiff_schemas::Rejection;
 use std::collections::VecDeque;
 
 /// The tick at which a live CDC change applies: the next tick after the event sources'
@@ -49,6 +50,18 @@ pub struct CdcTables {
     /// `(tick, lsn)` applied but not yet acknowledged, in order.
     unacked: VecDeque<(u64, u64)>,
     stats: CdcStats,
+    /// Rejected rows kept for the dead letters (`None`: not kept).
+    dead: Option<Vec<DeadRow>>,
+}
+
+/// A row the tables rejected, for the dead letters: its table, why, the LSN of its snapshot or
+/// transaction and its text (the columns as a JSON object; empty for an unreadable delete key).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadRow {
+    pub table: Table,
+    pub rejection: Rejection,
+    pub lsn: u64,
+    pub text: String,
 }
 
 impl CdcTables {
@@ -59,6 +72,28 @@ impl CdcTables {
             last_lsn: 0,
             unacked: VecDeque::new(),
             stats: CdcStats::default(),
+            dead: None,
+        }
+    }
+
+    /// Keeps rejected rows for [`CdcTables::take_dead_letters`] from now on.
+    pub fn keep_dead_letters(&mut self) {
+        self.dead.get_or_insert_with(Vec::new);
+    }
+
+    /// The rejected rows kept since the last call.
+    pub fn take_dead_letters(&mut self) -> Vec<DeadRow> {
+        self.dead.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
+    fn dead_row(&mut self, table: Table, rejection: Rejection, lsn: u64, text: String) {
+        if let Some(d) = &mut self.dead {
+            d.push(DeadRow {
+                table,
+                rejection,
+                lsn,
+                text,
+            });
         }
     }
 
@@ -89,8 +124,9 @@ impl CdcTables {
                 for row in rows {
                     self.state.upsert(row, tick, out);
                 }
-                for (table, rej) in rejected {
+                for (table, rej, text) in rejected {
                     out.table_rejected(table.source(), rej.reason, tick);
+                    self.dead_row(table, rej, lsn, text);
                 }
                 self.last_lsn = self.last_lsn.max(lsn);
                 self.unacked.push_back((tick, lsn));
@@ -114,8 +150,13 @@ impl CdcTables {
                     }
                     let current = c.key().and_then(|k| self.state.get(c.table, k)).cloned();
                     if let Some(change) = c.resolve(current.as_ref(), commit_ms) {
-                        if change.op.is_err() {
+                        if let Err(rej) = &change.op {
                             self.stats.rejected += 1;
+                            let text = match &c.op {
+                                RawOp::Upsert { json, .. } => json.clone(),
+                                _ => String::new(),
+                            };
+                            self.dead_row(c.table, *rej, commit_lsn, text);
                         }
                         self.state.apply(change, tick, out);
                     }
@@ -246,6 +287,7 @@ mod tests {
     fn snapshot_then_transactions_at_one_tick_each_with_acks_after_completion() {
         let ack = AckHandle::default();
         let mut t = CdcTables::new(ack.clone());
+        t.keep_dead_letters();
         let mut out = Ingest::new(TimeConfig::default());
         let snap = CdcEvent::Snapshot {
             lsn: 100,
@@ -253,6 +295,7 @@ mod tests {
             rejected: vec![(
                 Table::Products,
                 Rejection::new(Reason::MissingField, "cost"),
+                r#"{"product_id":"P1"}"#.into(),
             )],
         };
         t.apply(snap, 0, &mut out).expect("snapshot");
@@ -299,6 +342,24 @@ mod tests {
             b.quality,
             vec![(Source::IpReputation, Reason::BadType, 7_000, 1)]
         );
+        // both rejected rows are kept for the dead letters, with their LSN and text
+        let dead = t.take_dead_letters();
+        assert_eq!(dead.len(), 2, "{dead:?}");
+        assert_eq!(
+            (dead[0].table, dead[0].rejection.reason, dead[0].lsn),
+            (Table::Products, Reason::MissingField, 100)
+        );
+        assert_eq!(dead[0].text, r#"{"product_id":"P1"}"#);
+        assert_eq!(
+            (dead[1].table, dead[1].rejection.reason, dead[1].lsn),
+            (Table::IpReputation, Reason::BadType, 200)
+        );
+        assert!(
+            dead[1].text.contains("\"risk_score\":\"x\""),
+            "{}",
+            dead[1].text
+        );
+        assert!(t.take_dead_letters().is_empty());
         // a repeat (a resumed source) changes nothing
         t.apply(txn, 8_000, &mut out).expect("repeat");
         assert!(out.take_batch().tables.is_empty());

@@ -9,7 +9,7 @@ use super::{format_lsn, AckHandle, CdcConfig, CdcError, CdcEvent};
 use crossbeam_channel::{unbounded, Receiver, Sender};
 use pg_walstream::{
     CancellationToken, EventType, LogicalReplicationStream, ReplicationStreamConfig, RetryConfig,
-    RowData, SnapshotOutcome, StreamingMode,
+    SnapshotOutcome, StreamingMode,
 };
 use shopdiff_schemas::tables::{parse_row, Table};
 use std::time::{Duration, Instant};
@@ -278,14 +278,6 @@ fn table_of(name: &str) -> Option<Table> {
     Table::parse(name.rsplit('.').next().unwrap_or(name))
 }
 
-fn snapshot_row(
-    table: Table,
-    data: &RowData,
-) -> Result<shopdiff_schemas::TableRow, shopdiff_schemas::Rejection> {
-    let (json, _, _) = row_json(table, data);
-    parse_row(table, &json)
-}
-
 async fn session(
     cfg: &CdcConfig,
     progress: &mut Progress,
@@ -331,9 +323,10 @@ async fn session(
                     let Some(table) = table_of(&r.relation.relation_name) else {
                         continue;
                     };
-                    match snapshot_row(table, &r.data) {
+                    let (json, _, _) = row_json(table, &r.data);
+                    match parse_row(table, &json) {
                         Ok(row) => good.push(row),
-                        Err(rej) => rejected.push((table, rej)),
+                        Err(rej) => rejected.push((table, rej, json)),
                     }
                 }
                 Ok(None) => break,
