@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # A private PostgreSQL cluster for shopdiff's CDC (logical replication), in .local/pg.
-# Usage: scripts/postgres.sh start|stop|status|url
+# Usage: scripts/postgres.sh start|stop|status|url|cert
 #   start   initdb if needed, start on 127.0.0.1:${PGPORT:-5433} with wal_level=logical, wait
 #           until ready, create database "shopdiff", print its URL. Idempotent.
 #   stop    stop the cluster (fast shutdown); nothing when it is not running.
 #   status  "running <url>" (exit 0) or "stopped" (exit 3).
 #   url     print the URL of database "shopdiff".
+#   cert    print the path of the test CA that signed the server's certificate (TLS is on:
+#           sslmode=require, or verify-full with sslrootcert=<this path>; made with openssl at
+#           the first start).
 # Environment: PGPORT (default 5433), SHOPDIFF_PG_DIR (default <repo>/.local/pg).
 # Needs PostgreSQL 15 server binaries (initdb, pg_ctl); installs the Debian package "postgresql"
 # with apt-get only when initdb cannot be found. Runs the server as the "postgres" system user
@@ -53,8 +56,22 @@ start() {
     as_pg "$INITDB" -D "$DIR" -U postgres --auth=trust -E UTF8 --locale=C >"$DIR.initdb.log" 2>&1 ||
       { cat "$DIR.initdb.log" >&2; exit 1; }
   fi
+  if [ ! -f "$DIR/ca.crt" ]; then
+    # a test CA and the server's certificate it signs (for localhost and 127.0.0.1)
+    printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n' >"$DIR.ext"
+    { openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=shopdiff test CA" \
+        -keyout "$DIR/ca.key" -out "$DIR/ca.crt" &&
+      openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" \
+        -keyout "$DIR/server.key" -out "$DIR/server.csr" &&
+      openssl x509 -req -in "$DIR/server.csr" -CA "$DIR/ca.crt" -CAkey "$DIR/ca.key" \
+        -CAcreateserial -days 3650 -extfile "$DIR.ext" -out "$DIR/server.crt"; } \
+      >"$DIR.openssl.log" 2>&1 || { cat "$DIR.openssl.log" >&2; exit 1; }
+    chmod 600 "$DIR/server.key" "$DIR/ca.key"
+    [ "$(id -u)" = 0 ] && chown postgres:postgres "$DIR/server.key" "$DIR/server.crt"
+  fi
   if ! running; then
     as_pg "$PG_CTL" -D "$DIR" -l "$DIR/log" -w -t 60 -o "-p $PORT -k $DIR \
+      -c ssl=on -c ssl_cert_file=$DIR/server.crt -c ssl_key_file=$DIR/server.key \
       -c listen_addresses=127.0.0.1 -c wal_level=logical -c max_replication_slots=32 \
       -c max_wal_senders=32 -c max_connections=100 -c wal_sender_timeout=60s \
       -c fsync=off -c synchronous_commit=off -c full_page_writes=off" start >/dev/null ||
@@ -84,5 +101,6 @@ case "${1:-}" in
     ensure_binaries
     if running; then echo "running $URL"; else echo "stopped"; exit 3; fi ;;
   url) echo "$URL" ;;
-  *) echo "usage: $0 start|stop|status|url" >&2; exit 2 ;;
+  cert) echo "$DIR/ca.crt" ;;
+  *) echo "usage: $0 start|stop|status|url|cert" >&2; exit 2 ;;
 esac

@@ -67,7 +67,8 @@ if ! scripts/postgres.sh status >/dev/null 2>&1; then
   cleanups+=("scripts/postgres.sh stop")
 fi
 SHOPDIFF_PG_URL="$(scripts/postgres.sh start)"
-export SHOPDIFF_PG_URL
+SHOPDIFF_PG_CERT="$(scripts/postgres.sh cert)"
+export SHOPDIFF_PG_URL SHOPDIFF_PG_CERT
 
 step "Kafka broker for server/tests/kafka.rs (tansu, installed in the background since the start)"
 if wait_kafka_install; then

@@ -47,6 +47,7 @@ mod check;
 mod convert;
 pub mod load;
 mod source;
+mod tls;
 
 pub use apply::{live_tick, CdcStats, CdcTables, DeadRow};
 pub use check::{check_tables, TableCheck};

@@ -63,7 +63,8 @@ impl Db {
             .batch_execute(&format!("CREATE DATABASE {name}"))
             .expect("creating the test database");
         Db {
-            url: format!("{prefix}/{name}"),
+            // plain TCP unless a test asks for TLS: the private server offers both
+            url: format!("{prefix}/{name}?sslmode=disable"),
             admin,
             name,
         }
@@ -979,4 +980,91 @@ fn a_rejected_cdc_row_is_dead_lettered_with_its_lsn() {
         .sum();
     assert_eq!(counted, 1, "{q:?}");
     let _ = std::fs::remove_file(&file);
+}
+
+/// TLS to PostgreSQL (the private server has a self-signed certificate): `sslmode=require`
+/// encrypts the control connection and the replication stream, `verify-full` with the
+/// server's certificate as `sslrootcert` checks it, and `verify-full` without a root
+/// certificate, or with one that did not sign the server's, is refused saying why.
+#[test]
+fn postgres_over_tls_with_sslmode_require_and_verify_full() {
+    let Some(base) = base_url() else { return };
+    let Ok(cert) = std::env::var("SHOPDIFF_PG_CERT") else {
+        eprintln!("SKIPPED: SHOPDIFF_PG_CERT is not set (scripts/postgres.sh cert)");
+        return;
+    };
+    let db = Db::new(&base);
+    db.loader().create_tables(false).expect("tables");
+    db.exec(
+        "INSERT INTO customers (user_id, email, registration_date) VALUES ('U1', 'u1@x', '2024-05-10 08:00:00')",
+    );
+    let ssl_of = |url: &str| -> bool {
+        let mut l = Loader::connect(url).unwrap_or_else(|e| panic!("{url}: {e}"));
+        l.client()
+            .query_one(
+                "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+                &[],
+            )
+            .expect("pg_stat_ssl")
+            .get(0)
+    };
+    let url = db.url.trim_end_matches("?sslmode=disable").to_string();
+    assert!(!ssl_of(&db.url));
+    assert!(ssl_of(&format!("{url}?sslmode=require")));
+    assert!(ssl_of(&format!(
+        "{url}?sslmode=verify-full&sslrootcert={cert}"
+    )));
+    let err = Loader::connect(&format!("{url}?sslmode=verify-full"))
+        .err()
+        .expect("verify-full without a root certificate")
+        .to_string();
+    assert!(err.contains("sslrootcert"), "{err}");
+    // a certificate of its own, which did not sign the server's
+    let other = std::env::temp_dir().join(format!("{}-other.crt", db.name));
+    let key = std::env::temp_dir().join(format!("{}-other.key", db.name));
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args(["-subj", "/CN=localhost", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&other)
+        .output()
+        .expect("openssl");
+    assert!(made.status.success(), "{made:?}");
+    let err = Loader::connect(&format!(
+        "{url}?sslmode=verify-full&sslrootcert={}",
+        other.display()
+    ))
+    .err()
+    .expect("a certificate that is not the server's issuer")
+    .to_string();
+    assert!(err.to_lowercase().contains("certificate"), "{err}");
+    let _ = (std::fs::remove_file(&other), std::fs::remove_file(&key));
+    // the replication stream (libpq) over TLS too
+    let mut cfg = db.cdc();
+    cfg.url = format!("{url}?sslmode=require");
+    let mut cdc = CdcDriver::start(cfg).expect("CDC over TLS");
+    assert!(cdc.wait_snapshot(WAIT).expect("snapshot"));
+    let mut admin = Loader::connect(&db.admin).expect("admin");
+    let deadline = std::time::Instant::now() + WAIT;
+    let walsender_ssl = loop {
+        let row = admin
+            .client()
+            .query_opt(
+                "SELECT s.ssl FROM pg_replication_slots r JOIN pg_stat_ssl s ON s.pid = r.active_pid WHERE r.slot_name = $1",
+                &[&db.name],
+            )
+            .expect("pg_stat_ssl of the walsender");
+        match row {
+            Some(r) => break r.get::<_, bool>(0),
+            None if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(50))
+            }
+            None => panic!("the slot never became active"),
+        }
+    };
+    assert!(walsender_ssl, "the replication connection is not encrypted");
+    drop(cdc);
 }

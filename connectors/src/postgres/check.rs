@@ -1,7 +1,7 @@
 //! Control-plane SQL on a plain connection: table checks, the publication, the slot's state.
 
 use super::CdcError;
-use postgres::{Client, NoTls};
+use postgres::Client;
 use shopdiff_schemas::tables::{ColType, Table};
 
 /// The server's message, or the error with its causes (`error connecting to server: Connection
@@ -20,12 +20,9 @@ pub(crate) fn pg_message(e: &postgres::Error) -> String {
     msg
 }
 
-/// Connects a plain (non-replication) session.
+/// Connects a plain (non-replication) session, with the URL's `sslmode`.
 pub(crate) fn connect(url: &str) -> Result<Client, CdcError> {
-    Client::connect(url, NoTls).map_err(|e| CdcError::Connect {
-        url: super::redact_url(url),
-        message: pg_message(&e),
-    })
+    super::tls::connect(url)
 }
 
 pub(crate) fn sql_err(context: impl Into<String>) -> impl FnOnce(postgres::Error) -> CdcError {
