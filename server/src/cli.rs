@@ -293,6 +293,10 @@ pub struct RunArgs {
     /// Live subscriptions at most, over every view (default 256); more get 503.
     #[arg(long)]
     pub max_subscribers: Option<usize>,
+    /// A subscriber that takes no event for this many ms while events wait for it is dropped
+    /// and counted (default 30000).
+    #[arg(long)]
+    pub subscriber_timeout_ms: Option<u64>,
     /// A read's deadline in ms, waiting for a reader included (default 10000); past it, 503
     /// with Retry-After.
     #[arg(long)]
@@ -378,6 +382,7 @@ struct RunFile {
     subscriber_buffer: Option<usize>,
     max_subscribers: Option<usize>,
     read_timeout_ms: Option<u64>,
+    subscriber_timeout_ms: Option<u64>,
     readers: Option<usize>,
     any_host: Option<bool>,
     dead_letters: Option<PathBuf>,
@@ -461,6 +466,7 @@ fn merge_run_file(a: &RunArgs) -> anyhow::Result<RunArgs> {
         subscriber_buffer: a.subscriber_buffer.or(f.subscriber_buffer),
         max_subscribers: a.max_subscribers.or(f.max_subscribers),
         read_timeout_ms: a.read_timeout_ms.or(f.read_timeout_ms),
+        subscriber_timeout_ms: a.subscriber_timeout_ms.or(f.subscriber_timeout_ms),
         readers: a.readers.or(f.readers),
         any_host: a.any_host || f.any_host.unwrap_or(false),
         dead_letters: a.dead_letters.clone().or(f.dead_letters),
@@ -683,6 +689,9 @@ pub fn run_config(a: &RunArgs) -> anyhow::Result<crate::live::RunConfig> {
         subscriber_buffer: a.subscriber_buffer.unwrap_or(1024).max(1),
         max_subscribers: a.max_subscribers.unwrap_or(256),
         read_timeout: std::time::Duration::from_millis(a.read_timeout_ms.unwrap_or(10_000).max(1)),
+        subscriber_timeout: std::time::Duration::from_millis(
+            a.subscriber_timeout_ms.unwrap_or(30_000).max(1),
+        ),
         readers: a.readers.unwrap_or(crate::http::DEFAULT_READERS).max(1),
         any_host: a.any_host,
         dead_letters: a.dead_letters.clone(),

@@ -50,6 +50,8 @@ pub struct RunConfig {
     pub subscriber_buffer: usize,
     /// Live subscriptions at most, over every view.
     pub max_subscribers: usize,
+    /// A subscriber that takes no event for this long while events wait for it is dropped.
+    pub subscriber_timeout: Duration,
     /// A read's deadline (waiting for a reader slot included); past it, 503.
     pub read_timeout: Duration,
     /// Reads served at once, off the reactor.
@@ -145,6 +147,7 @@ impl Job {
             subscriber_buffer: cfg.subscriber_buffer,
             max_subscribers: cfg.max_subscribers,
             read_timeout: cfg.read_timeout,
+            subscriber_timeout: cfg.subscriber_timeout,
             readers: Arc::new(tokio::sync::Semaphore::new(cfg.readers.max(1))),
             loopback_hosts: cfg.http.ip().is_loopback() && !cfg.any_host,
             ..AppState::new(

@@ -28,6 +28,7 @@ fn config(source: EventSource, auth: Auth) -> RunConfig {
         subscriber_buffer: 1024,
         max_subscribers: 256,
         read_timeout: Duration::from_secs(10),
+        subscriber_timeout: Duration::from_secs(30),
         readers: 2,
         any_host: false,
         dead_letters: None,

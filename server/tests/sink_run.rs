@@ -40,6 +40,7 @@ fn config(stream: &Path, batch: usize, lake: &Path) -> RunConfig {
         subscriber_buffer: 64,
         max_subscribers: 256,
         read_timeout: Duration::from_secs(10),
+        subscriber_timeout: Duration::from_secs(30),
         readers: 2,
         any_host: false,
         dead_letters: None,

@@ -45,6 +45,8 @@ pub struct AppState {
     pub subscriber_buffer: usize,
     /// Live subscriptions at most (over every view); more are refused with 503.
     pub max_subscribers: usize,
+    /// A subscriber that takes no event for this long while events wait for it is dropped.
+    pub subscriber_timeout: std::time::Duration,
     /// A read (view, query, subscription snapshot, metrics) waits for a reader slot and runs
     /// within this long, or answers 503 with `Retry-After`.
     pub read_timeout: std::time::Duration,
@@ -58,7 +60,7 @@ pub struct AppState {
 
 impl AppState {
     /// A state with the default limits: 1,024 events per subscriber, 256 subscribers, reads
-    /// of at most 10 s, two at once, any `Host`.
+    /// of at most 10 s, two at once, any `Host`, subscribers dropped after 30 s unread.
     pub fn new(
         stores: Stores,
         metrics: Arc<Metrics>,
@@ -72,6 +74,7 @@ impl AppState {
             auth,
             subscriber_buffer: 1024,
             max_subscribers: 256,
+            subscriber_timeout: std::time::Duration::from_secs(30),
             read_timeout: std::time::Duration::from_secs(10),
             readers: Arc::new(tokio::sync::Semaphore::new(DEFAULT_READERS)),
             loopback_hosts: false,

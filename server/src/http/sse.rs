@@ -78,6 +78,8 @@ fn progress_event(as_of: u64) -> Event {
 
 struct SubState {
     rx: tokio::sync::mpsc::Receiver<Feed>,
+    /// Set whenever the client takes an event: the publisher drops a client that stopped.
+    pulled: Arc<std::sync::atomic::AtomicU64>,
     ended: Arc<std::sync::Mutex<Option<Ended>>>,
     first: std::vec::IntoIter<Event>,
     names: Vec<&'static str>,
@@ -88,13 +90,18 @@ struct SubState {
 
 fn sse_stream(s: SubState) -> impl Stream<Item = Result<Event, Infallible>> + Send + Sync {
     futures::stream::unfold(s, |mut s| async move {
+        // the connection asks for the next event: the client took the last one
+        let took = || crate::store::now_ms();
+        s.pulled.store(took(), std::sync::atomic::Ordering::Relaxed);
         if let Some(e) = s.first.next() {
             return Some((Ok(e), s));
         }
         if s.done {
             return None;
         }
-        match s.rx.recv().await {
+        let next = s.rx.recv().await;
+        s.pulled.store(took(), std::sync::atomic::Ordering::Relaxed);
+        match next {
             // a large delta is encoded off the reactor, which serves `/health` and the other
             // streams meanwhile
             Some(Feed::Update(d)) if d.diffs.len() > 256 => {
@@ -123,6 +130,10 @@ fn sse_stream(s: SubState) -> impl Stream<Item = Result<Event, Infallible>> + Se
                     Some(Ended::Behind(n)) => {
                         s.metrics.sse_dropped();
                         format!("subscriber fell behind: {n} events were buffered and unread; resubscribe (with since=<last as_of> while it is held)")
+                    }
+                    Some(Ended::Stuck(ms)) => {
+                        s.metrics.sse_dropped();
+                        format!("subscriber read nothing for {} s while events waited; resubscribe (with since=<last as_of> while it is held)", ms / 1000)
                     }
                     Some(Ended::Failed(why)) => {
                         format!("{why}; resubscribe once it is back (with since=<last as_of>)")
@@ -188,6 +199,7 @@ pub(super) fn subscribe(
     let req = SubscribeReq {
         since,
         capacity: state.subscriber_buffer,
+        stuck_after: Some(state.subscriber_timeout),
     };
     let Some(sub) = view.subscribe(req, current) else {
         return error(
@@ -253,6 +265,7 @@ pub(super) fn subscribe(
     }
     let st = SubState {
         rx: sub.rx,
+        pulled: sub.pulled,
         ended: sub.ended,
         first: first.into_iter(),
         names,

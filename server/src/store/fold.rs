@@ -128,13 +128,19 @@ impl<R: Row> ViewStore<R> {
                 diffs: diffs.clone(),
             })
         };
-        g.subscribers.retain(|s| match s.tx.try_send(feed.clone()) {
-            Ok(()) => true,
-            Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => {
-                *lock(&s.ended) = Some(Ended::Behind(s.tx.max_capacity()));
-                false
+        g.subscribers.retain_mut(|s| {
+            if let Some(idle) = s.stuck() {
+                *lock(&s.ended) = Some(Ended::Stuck(idle));
+                return false;
             }
-            Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => false,
+            match s.tx.try_send(feed.clone()) {
+                Ok(()) => true,
+                Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => {
+                    *lock(&s.ended) = Some(Ended::Behind(s.tx.max_capacity()));
+                    false
+                }
+                Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => false,
+            }
         });
         Some(diffs)
     }

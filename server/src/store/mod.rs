@@ -32,7 +32,7 @@ pub use history::HistoryConfig;
 pub use key::{Key, KeyVal};
 pub use select::{filter_text, Answer, ReadError, Select};
 pub use stores::{Advance, ReadGuard, Stores};
-pub use subscribe::{Delta, Diffs, Ended, Feed, SubscribeReq, Subscription};
+pub use subscribe::{now_ms, Delta, Diffs, Ended, Feed, SubscribeReq, Subscription};
 pub use view::{AnyView, ViewStore};
 
 use std::sync::{Mutex, MutexGuard};

@@ -4,7 +4,9 @@
 use super::view::{by_key, ViewStore};
 use hashbrown::HashMap;
 use shopdiff_schemas::rows::{Row, Value, ViewDef};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 /// Consolidated changes: delta-column values and their diffs.
 pub type Diffs = Arc<Vec<(Vec<Value>, isize)>>;
@@ -27,6 +29,8 @@ pub enum Feed {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Ended {
     Behind(usize),
+    /// Events waited unread for this many milliseconds: the client stopped reading.
+    Stuck(u64),
     Shutdown,
     /// The engine stopped (a process of the cluster died): the reason.
     Failed(String),
@@ -35,12 +39,43 @@ pub enum Ended {
 pub(super) struct Subscriber {
     pub(super) tx: tokio::sync::mpsc::Sender<Feed>,
     pub(super) ended: Arc<Mutex<Option<Ended>>>,
+    /// When the client last took an event ([`now_ms`]), and how long events may wait unread.
+    pub(super) pulled: Arc<AtomicU64>,
+    pub(super) stuck_after: Option<Duration>,
+    /// When the oldest event still unread was sent.
+    pub(super) unread_since: u64,
+}
+
+impl Subscriber {
+    /// Called before each send: how long the client has taken nothing while events waited
+    /// for it, when that is longer than allowed (a client that stopped reading is dropped
+    /// then, whether or not its buffer is full).
+    pub(super) fn stuck(&mut self) -> Option<u64> {
+        let limit = self.stuck_after?.as_millis() as u64;
+        let now = now_ms();
+        if self.tx.capacity() == self.tx.max_capacity() {
+            // nothing unread: the event about to be sent is the oldest
+            self.unread_since = now;
+            return None;
+        }
+        let idle = now.saturating_sub(self.pulled.load(Ordering::Relaxed).max(self.unread_since));
+        (idle > limit).then_some(idle)
+    }
+}
+
+/// Milliseconds on a process-wide monotonic clock.
+pub fn now_ms() -> u64 {
+    static BASE: OnceLock<Instant> = OnceLock::new();
+    BASE.get_or_init(Instant::now).elapsed().as_millis() as u64
 }
 
 /// A subscription request.
 pub struct SubscribeReq {
     pub since: Option<u64>,
     pub capacity: usize,
+    /// Drop the subscriber when an event has waited unread this long (`None`: only when its
+    /// buffer is full).
+    pub stuck_after: Option<Duration>,
 }
 
 /// A registered subscription: its first event(s), the live feed and how it ended.
@@ -50,6 +85,8 @@ pub struct Subscription {
     pub backlog: Vec<Delta>,
     pub rx: tokio::sync::mpsc::Receiver<Feed>,
     pub ended: Arc<Mutex<Option<Ended>>>,
+    /// Set to [`now_ms`] by the reader each time the client takes an event.
+    pub pulled: Arc<AtomicU64>,
 }
 
 pub(super) fn delta_values<R: Row>(def: &ViewDef, r: &R, as_of: u64) -> Vec<Value> {
@@ -115,15 +152,20 @@ impl<R: Row> ViewStore<R> {
                 (None, backlog)
             }
         };
+        let pulled = Arc::new(AtomicU64::new(now_ms()));
         g.subscribers.push(Subscriber {
             tx,
             ended: ended.clone(),
+            pulled: pulled.clone(),
+            stuck_after: req.stuck_after,
+            unread_since: now_ms(),
         });
         Some(Subscription {
             snapshot,
             backlog,
             rx,
             ended,
+            pulled,
         })
     }
 }

@@ -277,6 +277,7 @@ fn a_subscriber_that_does_not_read_is_dropped_with_the_reason_others_are_not() {
             SubscribeReq {
                 since: None,
                 capacity: 2,
+                stuck_after: None,
             },
             0,
         )
@@ -286,6 +287,7 @@ fn a_subscriber_that_does_not_read_is_dropped_with_the_reason_others_are_not() {
             SubscribeReq {
                 since: None,
                 capacity: 2,
+                stuck_after: None,
             },
             0,
         )
@@ -324,6 +326,7 @@ fn since_replays_exactly_the_updates_after_it() {
             SubscribeReq {
                 since: Some(1000),
                 capacity: 8,
+                stuck_after: None,
             },
             3000,
         )
@@ -352,10 +355,47 @@ fn since_replays_exactly_the_updates_after_it() {
         .subscribe(
             SubscribeReq {
                 since: Some(1000),
-                capacity: 8
+                capacity: 8,
+                stuck_after: None,
             },
             2000
         )
         .is_none());
     assert!(small.select(&Select::default(), 1000, 2000).is_none());
+}
+
+#[test]
+fn a_subscriber_that_stops_reading_is_dropped_after_its_timeout_one_that_reads_slowly_is_not() {
+    let v = ViewStore::with_history(RFM_SEGMENTS, 1000, HistoryConfig::default());
+    v.push(&[(seg(Segment::Loyal, 1), 0, 1)]);
+    v.fold(1000, false);
+    let req = || SubscribeReq {
+        since: None,
+        capacity: 64,
+        stuck_after: Some(Duration::from_millis(150)),
+    };
+    let stuck = v.subscribe(req(), 0).unwrap();
+    let mut slow = v.subscribe(req(), 0).unwrap();
+    // a long quiet spell: nothing waits for anyone, so nobody is stuck (the slow one, which
+    // took nothing during it, survives the first event's wait)
+    std::thread::sleep(Duration::from_millis(250));
+    for t in 1..=4u64 {
+        v.push(&[(seg(Segment::Loyal, t as i64 + 1), t * 1000, 1)]);
+        v.fold((t + 1) * 1000, false);
+        // the slow one takes one event per round, never catching up with the first
+        if t > 1 {
+            assert!(slow.rx.try_recv().is_ok());
+            slow.pulled
+                .store(now_ms(), std::sync::atomic::Ordering::Relaxed);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // 4 events, 100 ms apart: the stuck one has taken nothing for 300 ms with events waiting
+    assert!(
+        matches!(*stuck.ended.lock().unwrap(), Some(Ended::Stuck(ms)) if ms > 150),
+        "{:?}",
+        stuck.ended.lock().unwrap()
+    );
+    assert_eq!(*slow.ended.lock().unwrap(), None);
+    assert_eq!(v.subscribers(), 1);
 }
