@@ -103,11 +103,8 @@ fn row(i: u64, version: u64) -> RfmRow {
     }
 }
 
-fn reads(args: &[String]) -> anyhow::Result<()> {
-    let n = flag_or(args, "--customers", 1_000_000u64)?;
-    let lookups = flag_or(args, "--lookups", 5_000usize)?;
-    let tops = flag_or(args, "--tops", 40usize)?;
-    let tick = 100;
+/// An `rfm` store of `n` customers (10 s of history) folded at the first tick, in its `Stores`.
+fn rfm_store(n: u64, tick: u64) -> (Arc<ViewStore<RfmRow>>, Stores) {
     let store = ViewStore::<RfmRow>::with_history(
         RFM,
         tick,
@@ -118,11 +115,20 @@ fn reads(args: &[String]) -> anyhow::Result<()> {
     );
     let mut stores = Stores::new(tick);
     stores.add(store.clone());
-    let t0 = Instant::now();
     let rows: Vec<(RfmRow, u64, isize)> = (0..n).map(|i| (row(i, 0), 0, 1)).collect();
     store.push(&rows);
     drop(rows);
     stores.advance(tick);
+    (store, stores)
+}
+
+fn reads(args: &[String]) -> anyhow::Result<()> {
+    let n = flag_or(args, "--customers", 1_000_000u64)?;
+    let lookups = flag_or(args, "--lookups", 5_000usize)?;
+    let tops = flag_or(args, "--tops", 40usize)?;
+    let tick = 100;
+    let t0 = Instant::now();
+    let (store, stores) = rfm_store(n, tick);
     eprintln!("loaded {n} customers in {:.1}s", t0.elapsed().as_secs_f64());
     let state = Arc::new(AppState::new(
         stores.clone(),
@@ -215,20 +221,7 @@ fn load(args: &[String]) -> anyhow::Result<()> {
     let heavy = flag_or(args, "--heavy", 8usize)?;
     let subs = flag_or(args, "--subscribers", 50usize)?;
     let tick = 100;
-    let store = ViewStore::<RfmRow>::with_history(
-        RFM,
-        tick,
-        HistoryConfig {
-            span_ms: 10_000,
-            max_updates: 1_000_000,
-        },
-    );
-    let mut stores = Stores::new(tick);
-    stores.add(store.clone());
-    let rows: Vec<(RfmRow, u64, isize)> = (0..n).map(|i| (row(i, 0), 0, 1)).collect();
-    store.push(&rows);
-    drop(rows);
-    stores.advance(tick);
+    let (store, stores) = rfm_store(n, tick);
     let metrics = Arc::new(Metrics::default());
     let state = Arc::new(AppState {
         read_timeout: Duration::from_secs(2),
