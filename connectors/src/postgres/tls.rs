@@ -43,7 +43,7 @@ fn split(url: &str) -> Result<(String, Mode, Option<String>), String> {
                     }
                 };
             }
-            "sslrootcert" => root = Some(v.to_string()),
+            "sslrootcert" => root = Some(percent_decoded(v)),
             _ => kept.push(kv),
         }
     }
@@ -58,6 +58,31 @@ fn split(url: &str) -> Result<(String, Mode, Option<String>), String> {
         _ => "sslmode=require",
     });
     Ok((format!("{base}?{}", kept.join("&")), mode, root))
+}
+
+/// A URL parameter's value as libpq reads it: `%XX` escapes decoded (a path with spaces).
+fn percent_decoded(v: &str) -> String {
+    let b = v.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        match (
+            b[i],
+            b.get(i + 1).copied().and_then(hex),
+            b.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
@@ -184,6 +209,9 @@ mod tests {
             split("postgres://h/d?sslmode=disable").unwrap().1,
             Mode::Disable
         );
+        let (_, _, r) =
+            split("postgres://h/d?sslmode=require&sslrootcert=/my%20certs/ca.pem").unwrap();
+        assert_eq!(r.as_deref(), Some("/my certs/ca.pem"));
         assert!(split("postgres://h/d?sslmode=bogus")
             .unwrap_err()
             .contains("verify-full"));
