@@ -2,27 +2,32 @@
 //!
 //! * Inputs: `lines` (accepted order lines, any key), `products` keyed by `product_id`.
 //! * Output: [`RevenueRow`] keyed by `(dimension, value, bucket, currency)`.
-//! * Cost of one new line: one lookup of its product's cost (shared by both granularities);
-//!   one lookup of its transaction's key counts, which says for each of the line's 8 keys per
-//!   granularity whether the transaction now counts as an order there (its first line for the
-//!   key) or no longer does (its last line left); then 16 plain additions of the line's
-//!   measures, order changes included, to the keys' sums. O(16). A product's cost change,
-//!   insert or delete re-prices that product's lines (O(lines of the product)).
-//! * State: the lines by product joined with `products` ([`LeftJoin::left_join`]), per
-//!   transaction the line count of each key it touches (a 64-bit hash of the key, compared only
-//!   among one transaction's keys), per key its sums ([`SumByKey::sum_by_key`]). No
-//!   arrangements, no per-key set of transactions: `orders`, a distinct count, becomes a sum
-//!   of `+1 / -1` changes decided where a transaction's lines meet.
+//! * Cost of one new line: one lookup of its product's cost and one update of its class's
+//!   sums in the pricing stage (shared by both granularities); one lookup of its transaction's
+//!   key counts for its day, which says for each of the line's 8 keys per granularity whether
+//!   the transaction now counts as an order there (its first line for the key) or no longer
+//!   does (its last line left); then 16 plain additions of the line's measures, order changes
+//!   included, to the keys' sums. O(16). A product's cost change, insert or delete re-prices
+//!   that product's classes: O(classes of the product) records of cost and matched lines, 16
+//!   key updates each; the lines themselves are not revisited.
+//! * State: per product its row's cost and, per class of its lines (hour, currency and the six
+//!   dimension values, interned), the summed quantity and line count ([`JoinFold::join_fold`]);
+//!   per transaction and day the line count of each key it touches (a 64-bit hash of the key,
+//!   compared only among one transaction's keys), retired once the day is below the lateness
+//!   horizon; per key its sums ([`SumByKey::sum_by_key`]). No line is kept, no arrangements,
+//!   no per-key set of transactions: `orders`, a distinct count, becomes a sum of `+1 / -1`
+//!   changes decided where a transaction's lines meet.
 
 use crate::common::{id_hash, AnyLine, Coll};
 use differential_dataflow::difference::{Abelian, IsZero, Monoid, Multiply, Semigroup};
 use differential_dataflow::AsCollection;
 use serde::{Deserialize, Serialize};
-use shopdiff_operators::keyed::{LeftJoin, ScanByKey, SumByKey};
+use shopdiff_operators::keyed::{JoinFold, JoinFolder, Retire, Rights, ScanByKey, SumByKey};
+use shopdiff_schemas::money::Cents;
 use shopdiff_schemas::records::Line;
 use shopdiff_schemas::rows::{Dimension, RevenueRow};
 use shopdiff_schemas::tables::Product;
-use shopdiff_schemas::time::Ms;
+use shopdiff_schemas::time::{day_start, hour_start, Ms};
 use std::hash::{BuildHasher, Hash, Hasher};
 use timely::dataflow::operators::vec::Partition;
 
@@ -103,18 +108,196 @@ impl Multiply<isize> for RevSums {
     }
 }
 
-/// Every line with its product's current cost: `Some(cost)` while a products row exists,
-/// `None` (an unmatched line) otherwise, each line exactly once ([`LeftJoin::left_join`]: the
-/// lines by product in a hash map, shared by both granularities); a product's cost change
-/// re-prices that product's lines.
+/// A line on its way to the revenue views, priced by its product's current cost; or, when a
+/// product's row changes, the re-pricing of that product's lines of one class.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Priced<L> {
+    /// A line (or its retraction) with its product's cost: `Some(cost)` while a products row
+    /// exists, `None` (an unmatched line) otherwise.
+    Line(L, Option<Cents>),
+    /// Lines of one product and [`Class`] priced at one cost: they add `quantity * cost` to
+    /// their keys' `cost` and count `lines` as matched, nothing else. A product's row change
+    /// retracts its classes at the old cost and inserts them at the new one.
+    Class(Box<ClassLines>),
+}
+
+/// What the revenue keys of a line depend on besides its transaction and measures: its hour,
+/// currency and dimension values. Lines of one product and class have the same 16 keys.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ClassLines {
+    pub product: Str,
+    pub hour: Ms,
+    pub currency: Str,
+    /// category, brand, country, payment method, channel, device type
+    pub dims: [Str; 6],
+    pub quantity: i64,
+    pub lines: i64,
+    pub cost: Cents,
+}
+
+/// A class as the pricing stage keeps it: the hour and interned strings (currency, then the
+/// six dimension values), 40 bytes, with the class's summed quantity and line count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct Class {
+    hour: Ms,
+    ids: [u32; 7],
+}
+
+/// Strings to small integers and back, local to one pricing operator: dimension values and
+/// currencies repeat across millions of lines, so the classes hold 4-byte ids. It grows with
+/// the distinct values seen (as the revenue views' rows do) and never shrinks.
+#[derive(Default)]
+struct Interner {
+    ids: hashbrown::HashMap<Str, u32>,
+    names: Vec<Str>,
+}
+
+impl Interner {
+    fn id(&mut self, s: &Str) -> u32 {
+        if let Some(&i) = self.ids.get(s) {
+            return i;
+        }
+        // more than 2^32 distinct values would need hundreds of gigabytes of names first
+        let i = u32::try_from(self.names.len()).unwrap_or(u32::MAX);
+        self.names.push(s.clone());
+        self.ids.insert(s.clone(), i);
+        i
+    }
+
+    fn name(&self, i: u32) -> Str {
+        self.names.get(i as usize).cloned().unwrap_or_default()
+    }
+}
+
+/// The pricing stage's folder: per product, its lines as `(quantity, lines)` sums per class.
+#[derive(Default)]
+struct Pricer {
+    names: Interner,
+    classes: usize,
+}
+
+impl Pricer {
+    fn class(&mut self, l: &Line) -> Class {
+        let n = &mut self.names;
+        Class {
+            hour: hour_start(l.ts),
+            ids: [
+                n.id(&l.currency),
+                n.id(&l.category_id),
+                n.id(&l.brand),
+                n.id(&l.country),
+                n.id(&l.payment_method),
+                n.id(&l.channel),
+                n.id(&l.device_type),
+            ],
+        }
+    }
+
+    fn lines(&self, product: &Str, c: &Class, sums: (i64, i64), cost: Cents) -> ClassLines {
+        let n = &self.names;
+        ClassLines {
+            product: product.clone(),
+            hour: c.hour,
+            currency: n.name(c.ids[0]),
+            dims: std::array::from_fn(|i| n.name(c.ids[i + 1])),
+            quantity: sums.0,
+            lines: sums.1,
+            cost,
+        }
+    }
+}
+
+impl<L: AnyLine> JoinFolder<Str, L, Cents, Priced<L>> for Pricer {
+    type State = hashbrown::HashMap<Class, (i64, i64)>;
+
+    fn left(
+        &mut self,
+        _product: &Str,
+        state: &mut Self::State,
+        right: &Rights<Cents>,
+        l: L,
+        d: isize,
+        out: &mut Vec<(Priced<L>, isize)>,
+    ) {
+        let line: &Line = l.borrow();
+        let class = self.class(line);
+        let (quantity, lines) = (line.quantity.saturating_mul(d as i64), d as i64);
+        match state.entry(class) {
+            hashbrown::hash_map::Entry::Occupied(mut e) => {
+                let s = e.get_mut();
+                s.0 += quantity;
+                s.1 += lines;
+                if *s == (0, 0) {
+                    e.remove();
+                    self.classes -= 1;
+                }
+            }
+            hashbrown::hash_map::Entry::Vacant(e) => {
+                e.insert((quantity, lines));
+                self.classes += 1;
+            }
+        }
+        match right {
+            [] => out.push((Priced::Line(l, None), d)),
+            [(cost, n)] => out.push((Priced::Line(l, Some(*cost)), d * n)),
+            more => {
+                for (cost, n) in more {
+                    out.push((Priced::Line(l.clone(), Some(*cost)), d * n));
+                }
+            }
+        }
+    }
+
+    fn right(
+        &mut self,
+        product: &Str,
+        state: &Self::State,
+        old: &Rights<Cents>,
+        new: &Rights<Cents>,
+        out: &mut Vec<(Priced<L>, isize)>,
+    ) {
+        for (class, sums) in state {
+            for (cost, n) in old {
+                let lines = self.lines(product, class, *sums, *cost);
+                out.push((Priced::Class(Box::new(lines)), -n));
+            }
+            for (cost, n) in new {
+                let lines = self.lines(product, class, *sums, *cost);
+                out.push((Priced::Class(Box::new(lines)), *n));
+            }
+        }
+    }
+
+    fn is_empty(&self, state: &Self::State) -> bool {
+        state.is_empty()
+    }
+
+    fn heap_bytes(&self) -> usize {
+        // a class entry (and its control byte) in its product's map, at the maps' load
+        let entry = std::mem::size_of::<(Class, (i64, i64))>() + 1;
+        let names = self.names.names.capacity() * std::mem::size_of::<Str>()
+            + self.names.ids.allocation_size();
+        self.classes * entry * 8 / 7 + names
+    }
+}
+
+/// Every line with its product's current cost ([`Priced::Line`]), and the re-pricing of a
+/// product's lines when its row changes ([`Priced::Class`]). The lines are not kept: per
+/// product, only their quantities and counts per class (hour, currency, dimension values),
+/// so the state follows the distinct classes, not the lines, and a product's change costs
+/// O(its classes), one record per class, not per line.
 pub fn priced_lines<'s, L: AnyLine>(
     lines: Coll<'s, L>,
     products: Coll<'s, (Str, Product)>,
-) -> Coll<'s, (L, Option<i64>)> {
+) -> Coll<'s, Priced<L>> {
     // products are keyed by id, so a line matches at most one row
     lines
         .map(|l: L| (l.borrow().product_id.clone(), l))
-        .left_join("PricedLines", products.map(|(id, p)| (id, p.cost)))
+        .join_fold(
+            "PricedLines",
+            products.map(|(id, p)| (id, p.cost)),
+            Pricer::default(),
+        )
 }
 
 /// Maintains `revenue_hourly` or `revenue_daily`.
@@ -127,15 +310,17 @@ pub fn revenue<'s, L: AnyLine>(
         Granularity::Hourly => &[Granularity::Hourly],
         Granularity::Daily => &[Granularity::Daily],
     };
-    revenue_rows(priced_lines(lines, products), grans).map(|(_, row)| row)
+    revenue_rows(priced_lines(lines, products), grans, None).map(|(_, row)| row)
 }
 
-/// `revenue_hourly` and `revenue_daily` from lines already priced by [`priced_lines`]: one
-/// transaction stage and one sum for both.
+/// `revenue_hourly` and `revenue_daily` from lines priced by [`priced_lines`]: one transaction
+/// stage and one sum for both. `retire` (see [`crate::config::ViewsConfig::retire_days`]) lets
+/// the transaction stage forget a transaction's day once no line can reach it.
 pub fn revenue_views<'s, L: AnyLine>(
-    priced: Coll<'s, (L, Option<i64>)>,
+    priced: Coll<'s, Priced<L>>,
+    retire: Option<Retire<(u64, Ms)>>,
 ) -> (Coll<'s, RevenueRow>, Coll<'s, RevenueRow>) {
-    let rows = revenue_rows(priced, &[Granularity::Hourly, Granularity::Daily]);
+    let rows = revenue_rows(priced, &[Granularity::Hourly, Granularity::Daily], retire);
     // split by granularity (tag 0 hourly, 1 daily) without cloning the rows to both sides
     let mut parts: Vec<Coll<'s, RevenueRow>> = rows
         .inner
@@ -161,6 +346,16 @@ struct HashedKey {
     key: RevKey,
 }
 
+impl HashedKey {
+    fn new(key: RevKey) -> HashedKey {
+        let hasher = foldhash::fast::FixedState::with_seed(0x5d1f_4e11_0000_0001);
+        HashedKey {
+            hash: hasher.hash_one(&key),
+            key,
+        }
+    }
+}
+
 impl Hash for HashedKey {
     fn hash<H: Hasher>(&self, state: &mut H) {
         state.write_u64(self.hash);
@@ -169,15 +364,58 @@ impl Hash for HashedKey {
 
 /// The rows of the granularities `grans`, tagged with theirs (`Granularity as u8`).
 fn revenue_rows<'s, L: AnyLine>(
-    priced: Coll<'s, (L, Option<i64>)>,
+    priced: Coll<'s, Priced<L>>,
     grans: &'static [Granularity],
+    retire: Option<Retire<(u64, Ms)>>,
 ) -> Coll<'s, (u8, RevenueRow)> {
-    let hasher = foldhash::fast::FixedState::with_seed(0x5d1f_4e11_0000_0001);
+    // a product's re-priced classes: their cost and matched lines, nothing else
+    let repriced = priced
+        .clone()
+        .flat_map(|p: Priced<L>| match p {
+            Priced::Class(c) => Some(c),
+            Priced::Line(..) => None,
+        })
+        .explode(move |c: Box<ClassLines>| {
+            let mut s = RevSums::default();
+            s.counts[MATCHED] = c.lines;
+            s.money[COST] = c.quantity as i128 * c.cost as i128;
+            let [category, brand, country, payment, channel, device] = c.dims;
+            let dims = [
+                (Dimension::Total, Str::const_new("all")),
+                (Dimension::Category, category),
+                (Dimension::Brand, brand),
+                (Dimension::Country, country),
+                (Dimension::PaymentMethod, payment),
+                (Dimension::Channel, channel),
+                (Dimension::DeviceType, device),
+                (Dimension::Product, c.product),
+            ];
+            let (hour, currency) = (c.hour, c.currency);
+            grans.iter().flat_map(move |&g| {
+                let currency = currency.clone();
+                dims.clone().into_iter().map(move |(dim, v)| {
+                    let key: RevKey = (g as u8, dim, v, g.bucket(hour), currency.clone());
+                    (HashedKey::new(key), s)
+                })
+            })
+        });
+    // a transaction's lines meet per day (a key's bucket is within one day), so the day's
+    // state can be retired once no line of it can come
     priced
-        .map(|(l, cost): (L, Option<i64>)| (id_hash(&l.borrow().transaction_id), (l, cost)))
-        .scan_by_key(
+        .flat_map(|p: Priced<L>| match p {
+            Priced::Line(l, cost) => {
+                let key = (
+                    id_hash(&l.borrow().transaction_id),
+                    day_start(l.borrow().ts),
+                );
+                Some((key, (l, cost)))
+            }
+            Priced::Class(_) => None,
+        })
+        .scan_by_key_retiring(
             "RevenueOrders",
-            move |_tx, keys: &mut TxKeys, (l, cost): (L, Option<i64>), d, out| {
+            retire,
+            move |_tx, keys: &mut TxKeys, (l, cost): (L, Option<Cents>), d, out| {
                 let l: &Line = l.borrow();
                 let mut s = RevSums::default();
                 s.counts[LINES] = 1;
@@ -192,16 +430,16 @@ fn revenue_rows<'s, L: AnyLine>(
                 for &g in grans {
                     let bucket = g.bucket(l.ts);
                     for (dim, v) in dimensions(l) {
-                        let key: RevKey = (g as u8, dim, v, bucket, l.currency.clone());
-                        let hash = hasher.hash_one(&key);
+                        let key = HashedKey::new((g as u8, dim, v, bucket, l.currency.clone()));
                         let mut m = s;
-                        m.counts[ORDERS] = keys.add(hash, d) as i64;
-                        out.push((HashedKey { hash, key }, m));
+                        m.counts[ORDERS] = keys.add(key.hash, d) as i64;
+                        out.push((key, m));
                     }
                 }
             },
             TxKeys::is_empty,
         )
+        .concat(repriced)
         .sum_by_key("RevenueSums")
         .map(|(k, s)| {
             let (g, dimension, value, bucket, currency) = k.key;

@@ -45,8 +45,10 @@ pub fn all_views<'s>(i: InputColls<'s>, cfg: &ViewsConfig) -> ViewColls<'s> {
     // one `Arc` per line; its dozen consumers clone the pointer (see `AnyLine`)
     let lines = i.lines.map(std::sync::Arc::new);
     let rfm_rows = rfm(lines.clone());
-    let (revenue_hourly, revenue_daily) =
-        revenue_views(priced_lines(lines.clone(), i.products.clone()));
+    let (revenue_hourly, revenue_daily) = revenue_views(
+        priced_lines(lines.clone(), i.products.clone()),
+        cfg.retire_days(),
+    );
     ViewColls {
         rfm_segments: rfm_segments(rfm_rows.clone()),
         rfm: rfm_rows,

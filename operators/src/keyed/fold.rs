@@ -142,13 +142,13 @@ where
                 name,
                 move |_capability, _info| {
                     let gauge = crate::state_size::gauge(name);
-                    let mut buffer = Buffer::default();
+                    let mut buffer = Buffer::named(name);
                     let mut states: HashMap<K, Slot<S>> = HashMap::new();
                     // the keys a time touches, with their rows before it
                     let mut touched: Vec<(K, Option<O>)> = Vec::new();
                     let mut rows: Vec<((K, O), isize)> = Vec::new();
                     let mut epoch = 0u64;
-                    let mut next_sweep = retire.map_or(u64::MAX, |r| r.below);
+                    let mut sweep = retire.map(super::Sweep::new);
                     move |(input, frontier), output| {
                         let port = output.output_index();
                         input.for_each_stamp(|cap, data| {
@@ -193,17 +193,9 @@ where
                             buffer.give(output, time, &mut rows);
                             gauge.set(states.len(), states.allocation_size());
                         }
-                        if let (Some(r), Some(&f)) = (retire, frontier.frontier().first()) {
-                            if f >= next_sweep {
-                                // every time below `f` is folded, and nothing older than
-                                // `f - below` can come: the keys wholly below it keep their
-                                // rows downstream and lose their state
-                                let cutoff = f - r.below;
-                                states.retain(|k, _| (r.last)(k) >= cutoff);
-                                if states.len() < states.capacity() / 4 {
-                                    states.shrink_to(states.len() * 2);
-                                }
-                                next_sweep = f + (r.below / 16).max(1);
+                        if let Some(sweep) = sweep.as_mut() {
+                            if sweep.due(frontier.frontier().first().copied()) {
+                                sweep.retain(&mut states);
                                 gauge.set(states.len(), states.allocation_size());
                             }
                         }

@@ -93,11 +93,13 @@
 
 mod buffer;
 mod fold;
+mod join_fold;
 mod left_join;
 mod scan;
 mod sum;
 
 pub use fold::{Distinct, Fold, Keyed, Retire};
+pub use join_fold::{JoinFold, JoinFolder, Rights};
 pub use left_join::LeftJoin;
 pub use scan::ScanByKey;
 pub use sum::SumByKey;
@@ -123,6 +125,49 @@ fn push_change<K: Clone, O: PartialEq>(
         }
         if let Some(n) = new {
             rows.push(((key, n), 1));
+        }
+    }
+}
+
+/// When and what a retiring operator forgets ([`Retire`]): it looks every `below / 16` of
+/// logical time and drops the keys wholly below `frontier - below`.
+struct Sweep<K> {
+    retire: Retire<K>,
+    next: u64,
+    cutoff: u64,
+}
+
+impl<K> Sweep<K> {
+    fn new(retire: Retire<K>) -> Self {
+        Sweep {
+            next: retire.below,
+            cutoff: 0,
+            retire,
+        }
+    }
+
+    /// Whether a sweep is due at input frontier `f` (none once the input is closed): every
+    /// time below `f` is applied then, and nothing older than `f - below` can still come.
+    fn due(&mut self, f: Option<u64>) -> bool {
+        match f {
+            Some(f) if f >= self.next => {
+                self.cutoff = f - self.retire.below;
+                self.next = f + (self.retire.below / 16).max(1);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Drops the states of the keys no update can reach (their rows stay downstream as they
+    /// were), and gives memory back once the map is mostly empty.
+    fn retain<V, S: std::hash::BuildHasher>(&self, states: &mut hashbrown::HashMap<K, V, S>)
+    where
+        K: Eq + std::hash::Hash,
+    {
+        states.retain(|k, _| (self.retire.last)(k) >= self.cutoff);
+        if states.len() < states.capacity() / 4 {
+            states.shrink_to(states.len() * 2);
         }
     }
 }

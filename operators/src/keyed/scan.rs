@@ -9,6 +9,7 @@ use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::Operator;
 
 use super::buffer::Buffer;
+use super::Retire;
 
 /// [`ScanByKey::scan_by_key`] on collections of `(K, V)`.
 pub trait ScanByKey<'scope, K, V> {
@@ -39,6 +40,23 @@ pub trait ScanByKey<'scope, K, V> {
         R: ExchangeData + differential_dataflow::difference::Semigroup,
         F: FnMut(&K, &mut S, V, isize, &mut Vec<(D, R)>) + 'static,
         E: Fn(&S) -> bool + 'static;
+
+    /// [`ScanByKey::scan_by_key`] that forgets the state of keys no update can reach any more
+    /// (see [`Retire`]): once the frontier is past `last(key) + below`, the key's state is
+    /// dropped as if it were empty.
+    fn scan_by_key_retiring<S, D, R, F, E>(
+        self,
+        name: &str,
+        retire: Option<Retire<K>>,
+        step: F,
+        empty: E,
+    ) -> VecCollection<'scope, u64, D, R>
+    where
+        S: Default + 'static,
+        D: ExchangeData + std::hash::Hash,
+        R: ExchangeData + differential_dataflow::difference::Semigroup,
+        F: FnMut(&K, &mut S, V, isize, &mut Vec<(D, R)>) + 'static,
+        E: Fn(&S) -> bool + 'static;
 }
 
 impl<'scope, K, V> ScanByKey<'scope, K, V> for VecCollection<'scope, u64, (K, V), isize>
@@ -49,6 +67,23 @@ where
     fn scan_by_key<S, D, R, F, E>(
         self,
         name: &str,
+        step: F,
+        empty: E,
+    ) -> VecCollection<'scope, u64, D, R>
+    where
+        S: Default + 'static,
+        D: ExchangeData + std::hash::Hash,
+        R: ExchangeData + differential_dataflow::difference::Semigroup,
+        F: FnMut(&K, &mut S, V, isize, &mut Vec<(D, R)>) + 'static,
+        E: Fn(&S) -> bool + 'static,
+    {
+        self.scan_by_key_retiring(name, None, step, empty)
+    }
+
+    fn scan_by_key_retiring<S, D, R, F, E>(
+        self,
+        name: &str,
+        retire: Option<Retire<K>>,
         mut step: F,
         empty: E,
     ) -> VecCollection<'scope, u64, D, R>
@@ -66,10 +101,11 @@ where
                 name,
                 move |_capability, _info| {
                     let gauge = crate::state_size::gauge(name);
-                    let mut buffer = Buffer::default();
+                    let mut buffer = Buffer::named(name);
                     let mut states: HashMap<K, S> = HashMap::new();
                     let mut rows: Vec<(D, R)> = Vec::new();
                     let mut combined: HashMap<D, R> = HashMap::new();
+                    let mut sweep = retire.map(super::Sweep::new);
                     move |(input, frontier), output| {
                         let port = output.output_index();
                         input.for_each_stamp(|cap, data| {
@@ -104,6 +140,12 @@ where
                             rows.extend(combined.drain().filter(|(_, r)| !r.is_zero()));
                             buffer.give(output, time, &mut rows);
                             gauge.set(states.len(), states.allocation_size());
+                        }
+                        if let Some(sweep) = sweep.as_mut() {
+                            if sweep.due(frontier.frontier().first().copied()) {
+                                sweep.retain(&mut states);
+                                gauge.set(states.len(), states.allocation_size());
+                            }
                         }
                         buffer.downgrade();
                     }
