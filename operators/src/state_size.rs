@@ -15,6 +15,8 @@ struct Shared {
     name: String,
     entries: AtomicUsize,
     bytes: AtomicUsize,
+    /// The most bytes it ever reported (a buffer's peak, say).
+    peak: AtomicUsize,
     ended: AtomicBool,
 }
 
@@ -27,6 +29,7 @@ impl Gauge {
     pub fn set(&self, entries: usize, bytes: usize) {
         self.0.entries.store(entries, Ordering::Relaxed);
         self.0.bytes.store(bytes, Ordering::Relaxed);
+        self.0.peak.fetch_max(bytes, Ordering::Relaxed);
     }
 }
 
@@ -48,6 +51,20 @@ pub fn gauge(name: &str) -> Gauge {
     all.retain(|s| !s.ended.load(Ordering::Relaxed));
     all.push(g.clone());
     Gauge(g)
+}
+
+/// The most bytes each operator of this process reported at once, by name, summed over
+/// workers (peaks of different workers need not coincide, so this bounds the joint peak from
+/// above), largest first: `(name, bytes)`.
+pub fn peaks() -> Vec<(String, usize)> {
+    let all = GAUGES.lock().unwrap_or_else(|e| e.into_inner());
+    let mut by_name: std::collections::BTreeMap<String, usize> = Default::default();
+    for g in all.iter() {
+        *by_name.entry(g.name.clone()).or_default() += g.peak.load(Ordering::Relaxed);
+    }
+    let mut out: Vec<(String, usize)> = by_name.into_iter().collect();
+    out.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    out
 }
 
 /// The state of every operator of this process by name, summed over workers, largest first:

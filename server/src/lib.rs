@@ -26,6 +26,10 @@ pub use store::{AnyView, Stores};
 /// vectors and strings per record, where glibc's allocator took about a tenth of the workers'
 /// samples. Measured in one window (`benches/reports/2026-12-05-rounds-1-8.md`, round 2): all
 /// views 10-14% faster, peak RSS about 10% higher.
+///
+/// The `system-alloc` feature leaves the system's allocator in place, for heap profilers that
+/// hook `malloc` (heaptrack, valgrind).
+#[cfg(not(feature = "system-alloc"))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -92,6 +92,13 @@ fn print_state(stores: &shopdiff_server::store::Stores) {
             bytes as f64 / 1e6
         );
     }
+    for (name, bytes) in shopdiff_operators::state_size::peaks().into_iter().take(8) {
+        println!(
+            "  peak operator={} mb={:.1}",
+            name.replace(' ', "_"),
+            bytes as f64 / 1e6
+        );
+    }
     for v in stores.iter() {
         println!(
             "  store view={} rows={} mb={:.1}",
@@ -424,7 +431,7 @@ fn selected(dir: &std::path::Path, workers: usize, names: &[String]) -> anyhow::
                 let has = |n: &str| names.iter().any(|x| x == n);
                 if has("revenue_hourly") && has("revenue_daily") {
                     let priced = revenue::priced_lines(lines.clone(), products.clone());
-                    let (hourly, daily) = revenue::revenue_views(priced);
+                    let (hourly, daily) = revenue::revenue_views(priced, None);
                     sink(hourly, rh.clone(), &probe);
                     sink(daily, rd.clone(), &probe);
                 } else {

@@ -20,6 +20,9 @@ pub(super) struct Buffer<X, R> {
     /// megabytes (a batch of 1,000 lines is 16,000 revenue updates at one time), and a fresh one
     /// per time cost page faults on new memory, the largest single cost of an update.
     spare: Vec<Vec<(X, R)>>,
+    /// Updates waiting, and the gauge they are reported to (`<operator> waiting`).
+    waiting: usize,
+    gauge: Option<crate::state_size::Gauge>,
 }
 
 impl<X, R> Default for Buffer<X, R> {
@@ -28,11 +31,30 @@ impl<X, R> Default for Buffer<X, R> {
             pending: BTreeMap::new(),
             held: None,
             spare: Vec::new(),
+            waiting: 0,
+            gauge: None,
         }
     }
 }
 
 impl<X, R> Buffer<X, R> {
+    /// A buffer whose waiting updates (and spare vectors) are reported as `<name> waiting`.
+    pub(super) fn named(name: &str) -> Self {
+        Buffer {
+            gauge: Some(crate::state_size::gauge(&format!("{name} waiting"))),
+            ..Buffer::default()
+        }
+    }
+
+    /// Reports the waiting updates and the bytes of the vectors that hold them or wait to.
+    fn report(&self) {
+        if let Some(g) = &self.gauge {
+            let spare: usize = self.spare.iter().map(Vec::capacity).sum();
+            let bytes = (self.waiting + spare) * std::mem::size_of::<(X, R)>();
+            g.set(self.waiting, bytes);
+        }
+    }
+
     /// Buffers a message's updates by time and keeps a capability for its least time.
     pub(super) fn stash(
         &mut self,
@@ -55,7 +77,9 @@ impl<X, R> Buffer<X, R> {
                 .entry(time)
                 .or_insert_with(|| spare.pop().unwrap_or_default())
                 .push((x, diff));
+            self.waiting += 1;
         }
+        self.report();
     }
 
     /// Takes back an applied time's vector (emptied here) for later times; keeps a few.
@@ -64,6 +88,7 @@ impl<X, R> Buffer<X, R> {
             v.clear();
             self.spare.push(v);
         }
+        self.report();
     }
 
     /// The earliest buffered time the frontier has passed, with its updates.
@@ -83,7 +108,9 @@ impl<X, R> Buffer<X, R> {
         if frontiers.iter().any(|f| f.less_equal(entry.key())) {
             return None;
         }
-        Some(entry.remove_entry())
+        let (time, updates) = entry.remove_entry();
+        self.waiting -= updates.len();
+        Some((time, updates))
     }
 
     /// Sends `rows` (drained) at `time`, a time that was buffered; nothing when empty.

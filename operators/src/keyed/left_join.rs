@@ -183,7 +183,7 @@ where
                 name,
                 move |_capability, _info| {
                     let gauge = crate::state_size::gauge(name);
-                    let mut buffer: Buffer<(K, Side<V1, V2>), isize> = Buffer::default();
+                    let mut buffer: Buffer<(K, Side<V1, V2>), isize> = Buffer::named(name);
                     let mut states: HashMap<K, JoinState<V1, V2>> = HashMap::new();
                     let mut rows: Vec<((V1, Option<V2>), isize)> = Vec::new();
                     let mut rights: Vec<((K, V2), isize)> = Vec::new();

@@ -32,7 +32,7 @@ where
                 name,
                 move |_capability, _info| {
                     let gauge = crate::state_size::gauge(name);
-                    let mut buffer = Buffer::default();
+                    let mut buffer = Buffer::named(name);
                     let mut sums: HashMap<K, Slot<R>> = HashMap::new();
                     // the keys a time touches, with their sums before it
                     let mut touched: Vec<(K, Option<R>)> = Vec::new();

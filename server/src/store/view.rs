@@ -188,7 +188,8 @@ pub trait AnyView: Send + Sync {
     /// took in nanoseconds (metrics, benches).
     fn folded_updates(&self) -> (u64, u64, u64);
     fn subscribers(&self) -> usize;
-    /// Approximate bytes of maintained rows (for metrics).
+    /// Approximate bytes of the maintained rows (their table as allocated, keys included) and
+    /// of the update buffers (for metrics and benches).
     fn approx_bytes(&self) -> usize;
     /// Ends every subscription with `why` (their streams end after what was already sent).
     fn end_subscriptions(&self, why: Ended);
@@ -301,9 +302,13 @@ impl<R: Row> AnyView for ViewStore<R> {
     }
 
     fn approx_bytes(&self) -> usize {
+        // the rows' table as allocated (every bucket, used or not), each key's boxed bytes
+        // (about 32 with the allocator's rounding), and the update buffers' capacities
         let g = self.inner.lock();
-        let pending = lock(&self.pending).buf.len();
-        (g.count + g.history_len + g.staged.len() + pending)
-            * (std::mem::size_of::<R>() + 3 * std::mem::size_of::<usize>())
+        let pending = lock(&self.pending).buf.capacity();
+        let update = std::mem::size_of::<(R, u64, isize)>();
+        g.rows.allocation_size()
+            + g.rows.len() * 32
+            + (g.history_len + g.staged.capacity() + g.spare.capacity() + pending) * update
     }
 }
