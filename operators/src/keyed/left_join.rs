@@ -1,14 +1,9 @@
 //! [`LeftJoin::left_join`]: a left outer join for small right sides.
 
-use differential_dataflow::hashable::Hashable;
-use differential_dataflow::{AsCollection, ExchangeData, VecCollection};
-use hashbrown::hash_map::Entry;
+use differential_dataflow::{ExchangeData, VecCollection};
 use hashbrown::HashMap;
-use timely::container::CapacityContainerBuilder;
-use timely::dataflow::channels::pact::Exchange;
-use timely::dataflow::operators::generic::Operator;
 
-use super::buffer::Buffer;
+use super::join_fold::{JoinFold, JoinFolder, Rights};
 
 /// [`LeftJoin::left_join`] on collections of `(K, V1)`.
 pub trait LeftJoin<'scope, K, V1> {
@@ -26,12 +21,6 @@ pub trait LeftJoin<'scope, K, V1> {
     ) -> VecCollection<'scope, u64, (V1, Option<V2>), isize>
     where
         V2: ExchangeData;
-}
-
-/// One side's update in [`LeftJoin::left_join`].
-enum Side<V1, V2> {
-    Left(V1),
-    Right(V2),
 }
 
 /// A multiset: a small vector searched linearly while it has few distinct values (most keys of
@@ -93,70 +82,65 @@ impl<V: Eq + std::hash::Hash> Multiset<V> {
     }
 }
 
-/// A key's records in [`LeftJoin::left_join`].
-struct JoinState<V1, V2> {
-    left: Multiset<V1>,
-    right: Vec<(V2, isize)>,
-}
+/// The left records of a key as [`JoinFold::join_fold`]'s state, emitted with each right
+/// record of the key (or with `None` while there is none).
+struct Outer<V1>(std::marker::PhantomData<V1>);
 
-impl<V1, V2> Default for JoinState<V1, V2> {
-    fn default() -> Self {
-        JoinState {
-            left: Multiset::Small(smallvec::SmallVec::new()),
-            right: Vec::new(),
-        }
+/// `v1` with multiplicity `d` joined with the right records `right`.
+fn rows<V1: Clone, V2: Clone>(
+    v1: &V1,
+    d: isize,
+    right: &Rights<V2>,
+    out: &mut Vec<((V1, Option<V2>), isize)>,
+) {
+    if right.is_empty() {
+        out.push(((v1.clone(), None), d));
+    }
+    for (v2, n) in right {
+        out.push(((v1.clone(), Some(v2.clone())), d * n));
     }
 }
 
-impl<V1: ExchangeData + std::hash::Hash, V2: ExchangeData> JoinState<V1, V2> {
-    /// The rows of `v1` with multiplicity `d` against the current right records.
-    fn rows(&self, v1: &V1, d: isize, out: &mut Vec<((V1, Option<V2>), isize)>) {
-        if self.right.is_empty() {
-            out.push(((v1.clone(), None), d));
-        }
-        for (v2, n) in &self.right {
-            out.push(((v1.clone(), Some(v2.clone())), d * n));
-        }
-    }
+impl<K, V1, V2> JoinFolder<K, V1, V2, (V1, Option<V2>)> for Outer<V1>
+where
+    V1: ExchangeData + std::hash::Hash,
+    V2: ExchangeData,
+{
+    type State = Multiset<V1>;
 
-    /// Every row of the key, with multiplicities times `sign`.
-    fn all_rows(&self, sign: isize, out: &mut Vec<((V1, Option<V2>), isize)>) {
-        self.left.for_each(|v1, d| self.rows(v1, sign * d, out));
-    }
-
-    fn add_left(&mut self, v1: V1, d: isize) {
-        self.left.add(v1, d);
-    }
-
-    fn is_empty(&self) -> bool {
-        self.left.is_empty() && self.right.is_empty()
-    }
-
-    fn add_right(&mut self, v2: V2, d: isize) {
-        match self.right.iter().position(|(x, _)| *x == v2) {
-            Some(i) => {
-                self.right[i].1 += d;
-                if self.right[i].1 == 0 {
-                    self.right.swap_remove(i);
-                }
-            }
-            None => self.right.push((v2, d)),
-        }
-    }
-
-    /// Applies one key's updates of one time, emitting the changes of its rows.
-    /// The key's right records change by `updates`: its rows are retracted as they were and
-    /// emitted again with the new right records.
-    fn apply_right(
+    fn left(
         &mut self,
-        updates: impl IntoIterator<Item = (V2, isize)>,
+        _key: &K,
+        state: &mut Multiset<V1>,
+        right: &Rights<V2>,
+        v1: V1,
+        d: isize,
         out: &mut Vec<((V1, Option<V2>), isize)>,
     ) {
-        self.all_rows(-1, out);
-        for (v2, d) in updates {
-            self.add_right(v2, d);
-        }
-        self.all_rows(1, out);
+        rows(&v1, d, right, out);
+        state.add(v1, d);
+    }
+
+    fn right(
+        &mut self,
+        _key: &K,
+        state: &Multiset<V1>,
+        old: &Rights<V2>,
+        new: &Rights<V2>,
+        out: &mut Vec<((V1, Option<V2>), isize)>,
+    ) {
+        state.for_each(|v1, d| rows(v1, -d, old, out));
+        state.for_each(|v1, d| rows(v1, d, new, out));
+    }
+
+    fn is_empty(&self, state: &Multiset<V1>) -> bool {
+        state.is_empty()
+    }
+}
+
+impl<V> Default for Multiset<V> {
+    fn default() -> Self {
+        Multiset::Small(smallvec::SmallVec::new())
     }
 }
 
@@ -173,90 +157,6 @@ where
     where
         V2: ExchangeData,
     {
-        let left_pact = Exchange::new(|u: &((K, V1), u64, isize)| (u.0).0.hashed());
-        let right_pact = Exchange::new(|u: &((K, V2), u64, isize)| (u.0).0.hashed());
-        self.inner
-            .binary_frontier::<_, CapacityContainerBuilder<Vec<_>>, _, _, _, _>(
-                right.inner,
-                left_pact,
-                right_pact,
-                name,
-                move |_capability, _info| {
-                    let gauge = crate::state_size::gauge(name);
-                    let mut buffer: Buffer<(K, Side<V1, V2>), isize> = Buffer::named(name);
-                    let mut states: HashMap<K, JoinState<V1, V2>> = HashMap::new();
-                    let mut rows: Vec<((V1, Option<V2>), isize)> = Vec::new();
-                    let mut rights: Vec<((K, V2), isize)> = Vec::new();
-                    move |(left, left_frontier), (right, right_frontier), output| {
-                        let port = output.output_index();
-                        left.for_each_stamp(|cap, data| {
-                            let updates = data.flat_map(|b| b.drain(..));
-                            let updates = updates.map(|((k, v), t, d)| ((k, Side::Left(v)), t, d));
-                            buffer.stash(&cap, port, updates);
-                        });
-                        right.for_each_stamp(|cap, data| {
-                            let updates = data.flat_map(|b| b.drain(..));
-                            let updates = updates.map(|((k, v), t, d)| ((k, Side::Right(v)), t, d));
-                            buffer.stash(&cap, port, updates);
-                        });
-                        let frontiers = [left_frontier, right_frontier];
-                        while let Some((time, mut batch)) = buffer.next_ready_all(&frontiers) {
-                            // right changes first, sorted by key so that a key's rows are
-                            // re-emitted once per time (only the right side is sorted); then
-                            // each left change costs one lookup
-                            rights.extend(
-                                batch
-                                    .extract_if(.., |(x, _)| matches!(x.1, Side::Right(_)))
-                                    .filter_map(|((k, side), d)| match side {
-                                        Side::Right(v2) => Some(((k, v2), d)),
-                                        Side::Left(_) => None,
-                                    }),
-                            );
-                            rights.sort_unstable_by(|a, b| (a.0).0.cmp(&(b.0).0));
-                            let mut updates = rights.drain(..).peekable();
-                            while let Some(((key, v2), d)) = updates.next() {
-                                let mut group = vec![(v2, d)];
-                                while let Some(((_, v2), d)) =
-                                    updates.next_if(|((k, _), _)| *k == key)
-                                {
-                                    group.push((v2, d));
-                                }
-                                let state = states.entry(key.clone()).or_default();
-                                state.apply_right(group, &mut rows);
-                                if state.is_empty() {
-                                    states.remove(&key);
-                                }
-                            }
-                            drop(updates);
-                            for ((key, side), d) in batch.drain(..) {
-                                let Side::Left(v1) = side else { continue };
-                                match states.entry(key) {
-                                    Entry::Occupied(mut e) => {
-                                        e.get().rows(&v1, d, &mut rows);
-                                        e.get_mut().add_left(v1, d);
-                                        if e.get().is_empty() {
-                                            e.remove();
-                                        }
-                                    }
-                                    Entry::Vacant(e) => {
-                                        let mut state = JoinState::default();
-                                        state.rows(&v1, d, &mut rows);
-                                        state.add_left(v1, d);
-                                        if !state.is_empty() {
-                                            e.insert(state);
-                                        }
-                                    }
-                                }
-                            }
-                            buffer.recycle(batch);
-                            rows.retain(|(_, d)| *d != 0);
-                            buffer.give(output, time, &mut rows);
-                            gauge.set(states.len(), states.allocation_size());
-                        }
-                        buffer.downgrade();
-                    }
-                },
-            )
-            .as_collection()
+        self.join_fold(name, right, Outer(std::marker::PhantomData))
     }
 }
