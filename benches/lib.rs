@@ -79,3 +79,18 @@ pub fn thread_cpu_delta(
         .collect::<Vec<_>>()
         .join(" ")
 }
+
+/// Blocks until the publisher says every view of `engine` reached frontier `f` (its `as_of` at
+/// least `f - tick`), without polling: a polling loop's wake-ups take CPU from the workers on
+/// a small machine. An error after ten minutes.
+pub fn wait_for_frontier(
+    engine: &shopdiff_server::Engine,
+    f: u64,
+    tick: u64,
+) -> anyhow::Result<()> {
+    let at = engine
+        .stores()
+        .wait_as_of(f.saturating_sub(tick), std::time::Duration::from_secs(600));
+    anyhow::ensure!(at.is_some_and(|a| a + tick >= f), "as_of stuck below {f}");
+    Ok(())
+}

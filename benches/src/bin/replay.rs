@@ -148,15 +148,7 @@ fn updates(
     )?;
     let start = Instant::now();
     let stats = replay.run(|b| engine.feed(b))?;
-    // blocks until the publisher says every view reached frontier `f` (no polling: a polling
-    // loop's wake-ups take CPU from the workers on a small machine)
-    let wait_for = |f: u64| -> anyhow::Result<()> {
-        let at = engine
-            .stores()
-            .wait_as_of(f.saturating_sub(tick), Duration::from_secs(600));
-        anyhow::ensure!(at.is_some_and(|a| a + tick >= f), "as_of stuck below {f}");
-        Ok(())
-    };
+    let wait_for = |f: u64| shopdiff_benches::wait_for_frontier(&engine, f, tick);
     wait_for(engine.fed_frontier())?;
     let base = stats.transactions + stats.behavior;
     eprintln!(
