@@ -36,15 +36,32 @@ use shopdiff_schemas::Str;
 
 /// The eight `(dimension, value)` pairs of a line.
 pub fn dimensions(l: &Line) -> [(Dimension, Str); 8] {
+    dimension_values(
+        l.product_id.clone(),
+        [
+            l.category_id.clone(),
+            l.brand.clone(),
+            l.country.clone(),
+            l.payment_method.clone(),
+            l.channel.clone(),
+            l.device_type.clone(),
+        ],
+    )
+}
+
+/// The eight `(dimension, value)` pairs of a product and the six other dimension values
+/// (category, brand, country, payment method, channel, device type), as a [`Class`] holds them.
+fn dimension_values(product: Str, dims: [Str; 6]) -> [(Dimension, Str); 8] {
+    let [category, brand, country, payment, channel, device] = dims;
     [
         (Dimension::Total, Str::const_new("all")),
-        (Dimension::Category, l.category_id.clone()),
-        (Dimension::Brand, l.brand.clone()),
-        (Dimension::Country, l.country.clone()),
-        (Dimension::PaymentMethod, l.payment_method.clone()),
-        (Dimension::Channel, l.channel.clone()),
-        (Dimension::DeviceType, l.device_type.clone()),
-        (Dimension::Product, l.product_id.clone()),
+        (Dimension::Category, category),
+        (Dimension::Brand, brand),
+        (Dimension::Country, country),
+        (Dimension::PaymentMethod, payment),
+        (Dimension::Channel, channel),
+        (Dimension::DeviceType, device),
+        (Dimension::Product, product),
     ]
 }
 
@@ -379,17 +396,7 @@ fn revenue_rows<'s, L: AnyLine>(
             let mut s = RevSums::default();
             s.counts[MATCHED] = c.lines;
             s.money[COST] = c.quantity as i128 * c.cost as i128;
-            let [category, brand, country, payment, channel, device] = c.dims;
-            let dims = [
-                (Dimension::Total, Str::const_new("all")),
-                (Dimension::Category, category),
-                (Dimension::Brand, brand),
-                (Dimension::Country, country),
-                (Dimension::PaymentMethod, payment),
-                (Dimension::Channel, channel),
-                (Dimension::DeviceType, device),
-                (Dimension::Product, c.product),
-            ];
+            let dims = dimension_values(c.product, c.dims);
             let (hour, currency) = (c.hour, c.currency);
             grans.iter().flat_map(move |&g| {
                 let currency = currency.clone();
