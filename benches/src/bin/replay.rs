@@ -415,11 +415,11 @@ fn selected(dir: &std::path::Path, workers: usize, names: &[String]) -> anyhow::
         let (mut li, mut ei, mut qi, mut pi, mut ci, mut ii) =
             worker.dataflow::<u64, _, _>(|scope| {
                 let (li, lines) = scope.new_collection::<Line, isize>();
-                let (ei, _events) = scope.new_collection::<Event, isize>();
+                let (ei, events) = scope.new_collection::<Event, isize>();
                 let (qi, quality) = scope.new_collection::<(Source, Reason), isize>();
                 let (pi, products) = scope.new_collection::<(Str, Product), isize>();
                 let (ci, customers) = scope.new_collection::<(Str, Customer), isize>();
-                let (ii, _ips) = scope.new_collection::<(Str, IpRep), isize>();
+                let (ii, ips) = scope.new_collection::<(Str, IpRep), isize>();
                 let has = |n: &str| names.iter().any(|x| x == n);
                 if has("revenue_hourly") && has("revenue_daily") {
                     let priced = revenue::priced_lines(lines.clone(), products.clone());
@@ -439,12 +439,26 @@ fn selected(dir: &std::path::Path, workers: usize, names: &[String]) -> anyhow::
                 if has("rfm") {
                     sink(rfm::rfm(lines.clone()), rfm_s.clone(), &probe);
                 }
+                // An input that nothing reads keeps every update it is given (timely hands the
+                // container back to the input session, which goes on appending to it): give
+                // the inputs these views leave unread a probe, which drops them.
+                events.probe_with(&probe);
+                ips.probe_with(&probe);
                 if has("data_quality") {
                     sink(
                         data_quality::data_quality(quality, lines, products, customers),
                         dq.clone(),
                         &probe,
                     );
+                } else {
+                    quality.probe_with(&probe);
+                    customers.probe_with(&probe);
+                    if !has("revenue_hourly") && !has("revenue_daily") {
+                        products.probe_with(&probe);
+                    }
+                    if !has("rfm") && !has("revenue_hourly") && !has("revenue_daily") {
+                        lines.probe_with(&probe);
+                    }
                 }
                 (li, ei, qi, pi, ci, ii)
             });

@@ -34,7 +34,10 @@ pub(super) fn add_row<R: Row>(slot: &mut Slot<R>, r: &R, d: isize) -> isize {
 
 impl<R: Row> ViewStore<R> {
     /// Applies updates that all have the primary key `key` (encoded): one lookup of the key,
-    /// insertions before retractions (a row that changes never empties its key on the way).
+    /// retractions before insertions, so that a row that changes (`-old +new`, nearly every
+    /// update) never holds two rows in its slot: a second row moves the slot's rows to the
+    /// heap, an allocation per change that the slot would keep (about 50 MB on a month's
+    /// replay). The slot is removed only once its run is applied and it is empty.
     fn apply_run(
         &self,
         rows: &mut Rows<R>,
@@ -42,9 +45,9 @@ impl<R: Row> ViewStore<R> {
         key: &[u8],
         run: &[(R, u64, isize)],
     ) {
-        let slot = rows.entry_ref(key).or_default();
-        let ins = run.iter().filter(|u| u.2 > 0);
-        for (r, _, d) in ins.chain(run.iter().filter(|u| u.2 < 0)) {
+        let slot = rows.slot_mut(key);
+        let dels = run.iter().filter(|u| u.2 < 0);
+        for (r, _, d) in dels.chain(run.iter().filter(|u| u.2 > 0)) {
             match add_row(slot, r, *d) {
                 1 => *count += 1,
                 -1 => *count -= 1,
@@ -53,6 +56,8 @@ impl<R: Row> ViewStore<R> {
         }
         if slot.is_empty() {
             rows.remove(key);
+        } else if slot.spilled() && slot.len() == 1 {
+            slot.shrink_to_fit();
         }
     }
 

@@ -8,8 +8,8 @@
 //! at the same `as_of = frontier - tick`. The dataflow never waits for readers: workers only
 //! append to a pending list; a long read delays the publisher, never a worker.
 //!
-//! Rows are kept in a hash map by encoded primary key ([`KeyVal`]s), a key's row inline in its
-//! entry, and a run of one key's updates (a row's `-old, +new`) is folded with one lookup (the
+//! Rows are kept by encoded primary key ([`KeyVal`]s): the entries in one dense vector, a hash
+//! table of their positions over it (`rows.rs`), and a run of one key's updates (a row's `-old, +new`) is folded with one lookup (the
 //! B-tree of boxed keys this replaced spent about three quarters of a fold in cache misses). A
 //! full read sorts the keys it answers (only the first `offset + limit` of them when nothing
 //! filters), so reads still come out in key order. Workers push into a pending buffer under
@@ -21,6 +21,7 @@
 mod fold;
 mod history;
 mod key;
+mod rows;
 mod select;
 mod stores;
 mod subscribe;

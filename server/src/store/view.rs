@@ -6,7 +6,6 @@ use super::key::EncKey;
 use super::lock;
 use super::select::{Answer, ReadError, Select};
 use super::subscribe::{Diffs, Ended, SubscribeReq, Subscriber, Subscription};
-use hashbrown::HashMap;
 use shopdiff_schemas::rows::{Row, Value, ViewDef};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -24,8 +23,7 @@ fn touch_pages<T>(v: &mut Vec<T>, upto: usize) {
 /// A key's rows with their multiplicities: nearly always one, kept in the map's entry.
 pub(super) type Slot<R> = smallvec::SmallVec<[(R, isize); 1]>;
 
-/// A view's rows by encoded primary key.
-pub(super) type Rows<R> = HashMap<EncKey, Slot<R>>;
+pub(super) use super::rows::Rows;
 
 /// The updates workers pushed and the publisher has not folded yet.
 pub(super) struct Pending<R> {
@@ -86,7 +84,7 @@ impl<R: Row> ViewStore<R> {
             tick,
             history,
             inner: parking_lot::Mutex::new(Inner {
-                rows: HashMap::new(),
+                rows: Rows::default(),
                 count: 0,
                 last_fold: 0,
                 spare: Vec::new(),
@@ -302,8 +300,8 @@ impl<R: Row> AnyView for ViewStore<R> {
     }
 
     fn approx_bytes(&self) -> usize {
-        // the rows' table as allocated (every bucket, used or not), each key's boxed bytes
-        // (about 32 with the allocator's rounding), and the update buffers' capacities
+        // the rows' index and entries as allocated, each key's boxed bytes (about 32 with the
+        // allocator's rounding), and the update buffers' capacities
         let g = self.inner.lock();
         let pending = lock(&self.pending).buf.capacity();
         let update = std::mem::size_of::<(R, u64, isize)>();
