@@ -155,7 +155,7 @@ mod tests {
                 .wrapping_mul(6364136223846793005)
                 .wrapping_add(1442695040888963407);
             let k = (x >> 33) as u32 % 500;
-            if (x >> 20) % 3 == 0 {
+            if (x >> 20).is_multiple_of(3) {
                 rows.remove(&key(k));
                 map.remove(&k);
             } else {
@@ -164,7 +164,7 @@ mod tests {
                 slot.push((step, 1));
                 map.insert(k, step);
             }
-            if step % 997 == 0 {
+            if step.is_multiple_of(997) {
                 rows.reserve(step as usize % 300);
             }
         }
