@@ -75,10 +75,12 @@ fn main() -> anyhow::Result<()> {
     let rows: usize = stores.iter().map(|v| v.len()).sum();
     let customers = stores.get("rfm").map_or(0, |v| v.len());
     println!(
-        "replay workers={workers} records={records} seconds={secs:.2} records_per_s={:.0} peak_rss_mb={:.0} view_rows={rows} customers={customers} peak_rss_mb_per_million_customers={:.0}",
+        "replay workers={workers} records={records} seconds={secs:.2} records_per_s={:.0} peak_rss_mb={:.0} view_rows={rows} customers={customers} peak_rss_mb_per_million_customers={:.0} order_lines={} peak_rss_mb_per_million_lines={:.0}",
         records as f64 / secs,
         peak_rss_mb(),
-        peak_rss_mb() / (customers.max(1) as f64 / 1e6)
+        peak_rss_mb() / (customers.max(1) as f64 / 1e6),
+        stats.transactions,
+        peak_rss_mb() / (stats.transactions.max(1) as f64 / 1e6)
     );
     print_state(&stores);
     Ok(())
