@@ -94,3 +94,40 @@ pub fn wait_for_frontier(
     anyhow::ensure!(at.is_some_and(|a| a + tick >= f), "as_of stuck below {f}");
     Ok(())
 }
+
+/// An engine on `workers` workers (all views, default settings, `history` kept) with the
+/// recorded stream in `dir` replayed into it and every view caught up: the base that the
+/// update benches change. Prints the base's size and time to stderr.
+pub fn replayed_base(
+    dir: &std::path::Path,
+    workers: usize,
+    history: shopdiff_server::store::HistoryConfig,
+    tick: u64,
+) -> anyhow::Result<(shopdiff_server::Engine, shopdiff_connectors::ReplayStats)> {
+    use shopdiff_connectors::{Replay, ReplayOptions, TimeConfig};
+    let engine = shopdiff_server::Engine::start_with(
+        &shopdiff_server::EngineConfig {
+            fine_ticks: false,
+            cluster: None,
+            workers,
+            views: shopdiff_dataflows::config::ViewsConfig::default(),
+        },
+        history,
+    )
+    .map_err(anyhow::Error::msg)?;
+    let opts = ReplayOptions {
+        time: TimeConfig::default(),
+        batch_records: 50_000,
+        dead_letters: None,
+    };
+    let start = std::time::Instant::now();
+    let stats = Replay::open(dir, opts)?.run(|b| engine.feed(b))?;
+    wait_for_frontier(&engine, engine.fed_frontier(), tick)?;
+    eprintln!(
+        "base: {} records replayed in {:.1}s; as_of {}",
+        stats.transactions + stats.behavior,
+        start.elapsed().as_secs_f64(),
+        stats.as_of
+    );
+    Ok((engine, stats))
+}

@@ -14,13 +14,11 @@
 use anyhow::Context;
 use shopdiff_benches::{flag, peak_rss_mb};
 use shopdiff_connectors::files::LineReader;
-use shopdiff_connectors::{Batch, Replay, ReplayOptions, TimeConfig};
-use shopdiff_dataflows::config::ViewsConfig;
+use shopdiff_connectors::Batch;
 use shopdiff_schemas::records::parse_transaction;
 use shopdiff_schemas::tables::{parse_change, parse_row, ChangeOp, Table, TableRow};
 use shopdiff_schemas::Str;
 use shopdiff_server::store::HistoryConfig;
-use shopdiff_server::{Engine, EngineConfig};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -39,30 +37,9 @@ fn main() -> anyhow::Result<()> {
     anyhow::ensure!(!rows.is_empty(), "{}: no product to change", dir.display());
 
     let tick = 1000u64;
-    let engine = Engine::start_with(
-        &EngineConfig {
-            fine_ticks: false,
-            cluster: None,
-            workers,
-            views: ViewsConfig::default(),
-        },
-        HistoryConfig::none(),
-    )
-    .map_err(anyhow::Error::msg)?;
-    let opts = ReplayOptions {
-        time: TimeConfig::default(),
-        batch_records: 50_000,
-        dead_letters: None,
-    };
-    let start = Instant::now();
-    let stats = Replay::open(&dir, opts)?.run(|b| engine.feed(b))?;
+    let (engine, stats) =
+        shopdiff_benches::replayed_base(&dir, workers, HistoryConfig::none(), tick)?;
     let wait_for = |f: u64| shopdiff_benches::wait_for_frontier(&engine, f, tick);
-    wait_for(engine.fed_frontier())?;
-    eprintln!(
-        "base: {} records replayed in {:.1}s",
-        stats.transactions + stats.behavior,
-        start.elapsed().as_secs_f64()
-    );
 
     let mut current = rows;
     let mut t = engine.fed_frontier().max(stats.as_of + tick);

@@ -25,11 +25,10 @@ use shopdiff_benches::{flag, peak_rss_mb, thread_cpu_delta, thread_cpu_ms, threa
 use shopdiff_connectors::files::{require, LineReader};
 use shopdiff_connectors::generator::{GenConfig, GenStream, Generator};
 use shopdiff_connectors::{Batch, Replay, ReplayOptions, TimeConfig};
-use shopdiff_dataflows::config::ViewsConfig;
 use shopdiff_schemas::records::{is_blank, parse_behavior, parse_transaction};
 use shopdiff_server::cli::{replay_dir, EngineArgs};
 use shopdiff_server::store::{HistoryConfig, KeyVal, Select};
-use shopdiff_server::{Engine, EngineConfig};
+use shopdiff_server::Engine;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -74,6 +73,7 @@ fn main() -> anyhow::Result<()> {
     let records = stats.transactions + stats.behavior;
     let rows: usize = stores.iter().map(|v| v.len()).sum();
     let customers = stores.get("rfm").map_or(0, |v| v.len());
+    // order lines: every record of the transactions stream, rejected ones included
     println!(
         "replay workers={workers} records={records} seconds={secs:.2} records_per_s={:.0} peak_rss_mb={:.0} view_rows={rows} customers={customers} peak_rss_mb_per_million_customers={:.0} order_lines={} peak_rss_mb_per_million_lines={:.0}",
         records as f64 / secs,
@@ -126,38 +126,14 @@ fn updates(
     gap_ms: u64,
 ) -> anyhow::Result<()> {
     let tick = 1000u64;
-    let engine = Engine::start_with(
-        &EngineConfig {
-            fine_ticks: false,
-            cluster: None,
-            workers,
-            views: ViewsConfig::default(),
-        },
-        if history {
-            HistoryConfig::default()
-        } else {
-            HistoryConfig::none()
-        },
-    )
-    .map_err(anyhow::Error::msg)?;
-    let replay = Replay::open(
-        dir,
-        ReplayOptions {
-            time: TimeConfig::default(),
-            batch_records: 50_000,
-            dead_letters: None,
-        },
-    )?;
-    let start = Instant::now();
-    let stats = replay.run(|b| engine.feed(b))?;
+    let history = if history {
+        HistoryConfig::default()
+    } else {
+        HistoryConfig::none()
+    };
+    let (engine, stats) = shopdiff_benches::replayed_base(dir, workers, history, tick)?;
     let wait_for = |f: u64| shopdiff_benches::wait_for_frontier(&engine, f, tick);
-    wait_for(engine.fed_frontier())?;
     let base = stats.transactions + stats.behavior;
-    eprintln!(
-        "base: {base} records replayed in {:.1}s; as_of {}",
-        start.elapsed().as_secs_f64(),
-        stats.as_of
-    );
     // new order lines: the generator with another seed, same user and product id space
     let gen = Generator::new(GenConfig {
         seed: 4242,

@@ -30,12 +30,17 @@ impl<R> Default for Rows<R> {
     }
 }
 
+/// The key of the entry at position `i`.
+fn key_at<R>(entries: &[(EncKey, Slot<R>)], i: u32) -> &[u8] {
+    &entries[i as usize].0
+}
+
 impl<R> Rows<R> {
     fn position(&self, key: &[u8]) -> Option<usize> {
         let h = self.hasher.hash_one(key);
         let entries = &self.entries;
         self.index
-            .find(h, |&i| &*entries[i as usize].0 == key)
+            .find(h, |&i| key_at(entries, i) == key)
             .map(|&i| i as usize)
     }
 
@@ -56,7 +61,7 @@ impl<R> Rows<R> {
             entries,
             hasher,
         } = self;
-        index.reserve(n, |&i| hasher.hash_one(&*entries[i as usize].0));
+        index.reserve(n, |&i| hasher.hash_one(key_at(entries, i)));
         entries.reserve(n);
     }
 
@@ -89,8 +94,8 @@ impl<R> Rows<R> {
         } = self;
         let at = match index.entry(
             h,
-            |&i| &*entries[i as usize].0 == key,
-            |&i| hasher.hash_one(&*entries[i as usize].0),
+            |&i| key_at(entries, i) == key,
+            |&i| hasher.hash_one(key_at(entries, i)),
         ) {
             hashbrown::hash_table::Entry::Occupied(e) => *e.get() as usize,
             hashbrown::hash_table::Entry::Vacant(v) => {
@@ -112,7 +117,7 @@ impl<R> Rows<R> {
             entries,
             hasher,
         } = self;
-        let Ok(found) = index.find_entry(h, |&i| &*entries[i as usize].0 == key) else {
+        let Ok(found) = index.find_entry(h, |&i| key_at(entries, i) == key) else {
             return;
         };
         let at = *found.get() as usize;
